@@ -1,0 +1,63 @@
+# berth: `make demo` and `make test` work as root on a fresh Debian 12 machine whose only
+# network is the package registries. Each installs what it needs first (idempotent).
+
+SHELL := /bin/bash
+PYTHON := /usr/bin/python3
+VENV := $(CURDIR)/.venv
+BUILD := $(CURDIR)/build
+BUSYBOX_IMAGE := $(BUILD)/images/busybox
+DEB_PACKAGES := python3-venv python3-dev gcc busybox-static libseccomp2 runc podman skopeo \
+	umoci uidmap nftables iptables procps bc golang-go git
+PYTEST_ARGS ?=
+
+.PHONY: demo test deps venv images lint typecheck clean bench conformance
+
+demo: deps venv images
+	@$(VENV)/bin/python scripts/demo.py $(BUSYBOX_IMAGE)/rootfs
+
+test: deps venv images
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+	BERTH_TEST_IMAGE=$(BUSYBOX_IMAGE) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Debian packages: apt-get update once, only when something is missing
+deps: $(BUILD)/.deps
+$(BUILD)/.deps: Makefile
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+	@scripts/podman-conf.sh
+	@mkdir -p $(BUILD) && touch $@
+
+# the virtualenv comes from Debian's python (fast start, readable by every user)
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml $(BUILD)/.deps
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	scripts/install-launchers.sh $(VENV) $(CURDIR)/src
+	touch $@
+
+images: $(BUSYBOX_IMAGE)/.built
+$(BUSYBOX_IMAGE)/.built: src/berth/images/busybox.py $(VENV)/.installed
+	$(VENV)/bin/python -m berth.images.busybox $(BUSYBOX_IMAGE)
+	touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/lint-imports
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+bench: deps venv images
+	$(VENV)/bin/python bench/runtime_start.py --image $(BUSYBOX_IMAGE)/rootfs
+
+conformance: deps venv
+	scripts/conformance.sh
+
+clean:
+	rm -rf $(BUILD) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,51 @@
+"""`berth`: the entry point and its command groups.
+
+`berth runtime ...` hands its arguments untouched to the OCI runtime's own
+parser (berth-runtime), before click is even imported, so that the runtime
+verbs cost the same through either name.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "runtime":
+        from berth.runtime.cli import main as runtime_main
+        return runtime_main(argv[1:])
+    return _click_main(argv)
+
+
+def _click_main(argv: list[str]) -> int:
+    import click
+
+    from berth import __version__
+
+    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, prog_name="berth")
+    def cli() -> None:
+        """berth: virtual machines, containers and a cluster from one tool."""
+
+    @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                   "help_option_names": []})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def runtime(args: tuple[str, ...]) -> None:
+        """The OCI runtime (runc-compatible): create, start, state, kill, delete, run, exec..."""
+
+    @cli.command()
+    def version() -> None:
+        """Show berth's version."""
+        click.echo(f"berth {__version__}")
+
+    try:
+        cli.main(args=argv, prog_name="berth", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return int(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        return 130
+    return 0

@@ -1,0 +1,1 @@
+"""OCI images: the content store, layers, snapshots, archives and the registry client."""

@@ -1,0 +1,1 @@
+"""The OCI data model: runtime config, state, image types. Parsing and validation, no I/O."""

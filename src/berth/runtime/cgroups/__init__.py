@@ -1,0 +1,98 @@
+"""Control groups behind one interface, on cgroup v1 (and hybrid hosts) and v2.
+
+`open_cgroup(path, cid)` finds how the host mounts cgroups and returns a V1
+or V2 object with the same methods: create, apply(resources), add(pid),
+pids, freeze/thaw, kill_all, destroy. The container's cgroupsPath is
+resolved the way runc resolves it: an absolute path is relative to each
+hierarchy's root, a relative one to the runtime's own cgroup.
+"""
+
+from __future__ import annotations
+
+import os
+
+from berth.runtime.errors import SetupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from berth.runtime.cgroups.v1 import V1
+    from berth.runtime.cgroups.v2 import V2
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def write(path: str, value: str) -> None:
+    """Write one value to a cgroup file; errors name the file and the value."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise SetupError(f"cgroup: {path} does not exist on this host "
+                         "(the controller or the feature is not available)") from None
+    try:
+        os.write(fd, value.encode())
+    except OSError as e:
+        raise SetupError(f"cgroup: writing {value!r} to {path}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def own_cgroups() -> dict[str, str]:
+    """The calling process's cgroup per controller ("" is the v2 unified one)."""
+    out: dict[str, str] = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            for c in ctrls.split(",") if ctrls else [""]:
+                out[c] = path
+    return out
+
+
+def mounts() -> tuple[str | None, dict[str, str]]:
+    """(cgroup2 mount point or None, {v1 controller: mount point}) from mountinfo."""
+    v2 = None
+    v1: dict[str, str] = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            fstype, super_opts = fields[sep + 1], fields[sep + 3]
+            mnt = fields[4]
+            if fstype == "cgroup2":
+                if v2 is None or mnt == CGROUP_ROOT:
+                    v2 = mnt
+            elif fstype == "cgroup":
+                for opt in super_opts.split(","):
+                    if opt in ("rw", "ro") or opt.startswith(("release_agent", "clone_children")):
+                        continue
+                    v1.setdefault(opt, mnt)
+    return v2, v1
+
+
+def is_unified() -> bool:
+    return os.path.exists(CGROUP_ROOT + "/cgroup.controllers")
+
+
+def open_cgroup(cgroups_path: str | None, cid: str) -> V1 | V2:
+    """The container's cgroup (not yet created) for the host's cgroup layout."""
+    path = cgroups_path or f"/berth/{cid}"
+    if ":" in path and not path.startswith("/"):
+        raise SetupError(f"cgroup: cgroupsPath {path!r} is a systemd slice path; "
+                         "berth manages cgroups directly (use a filesystem path)")
+    if is_unified():
+        from berth.runtime.cgroups.v2 import V2
+        return V2(CGROUP_ROOT, path)
+    from berth.runtime.cgroups.v1 import V1
+    return V1(path)
+
+
+def resolve(mountpoint: str, own: str, path: str) -> str:
+    rel = path if path.startswith("/") else os.path.join(own, path)
+    full = os.path.normpath(mountpoint + "/" + rel.lstrip("/"))
+    if not (full + "/").startswith(mountpoint.rstrip("/") + "/"):
+        raise SetupError(f"cgroup: cgroupsPath {path!r} leaves the cgroup hierarchy")
+    return full

@@ -1,0 +1,66 @@
+"""`run`: create, start and (unless detached) wait for the container, then delete it.
+
+The runtime makes itself a child subreaper so that init, forked by a
+short-lived intermediate process, is re-parented to it and can be waited for.
+Signals the runtime receives are forwarded to init, as runc does.
+"""
+
+from __future__ import annotations
+
+import os
+
+from berth.runtime import linux
+from berth.runtime.create import create
+from berth.runtime.delete import delete
+from berth.runtime.start import start
+from berth.runtime.store import Store
+
+_FORWARD = (1, 2, 3, 10, 12, 14, 15, 20, 28)  # HUP INT QUIT USR1 USR2 ALRM TERM TSTP WINCH
+
+
+def run(store: Store, cid: str, bundle: str, pid_file: str | None = None,
+        console_socket: str | None = None, detach: bool = False, keep: bool = False,
+        preserve_fds: int = 0, no_pivot: bool = False) -> int:
+    if not detach:
+        linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+    pid = create(store, cid, bundle, pid_file, console_socket, preserve_fds, no_pivot)
+    if not detach:
+        forward_signals(pid)
+    try:
+        start(store, cid)
+    except BaseException:
+        delete(store, cid, force=True)
+        raise
+    if detach:
+        return 0
+    code = wait_for(pid)
+    if not keep:
+        delete(store, cid, force=True)
+    return code
+
+
+def forward_signals(pid: int) -> None:
+    import _signal
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for s in _FORWARD:
+        _signal.signal(s, forward)
+
+
+def wait_for(pid: int) -> int:
+    """Reap children until `pid` exits; return its exit code (128+N for a signal)."""
+    while True:
+        try:
+            got, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 255
+        except InterruptedError:
+            continue
+        if got == pid:
+            code = os.waitstatus_to_exitcode(status)
+            return 128 - code if code < 0 else code
