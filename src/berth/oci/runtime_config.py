@@ -92,10 +92,20 @@ def _strings(value: Any, field: str) -> list[str]:
     return value
 
 
+def _version(v: str) -> None:
+    """A SemVer 2.0 version of the runtime spec, major 1."""
+    core = v.split("-", 1)[0].split("+", 1)[0]
+    parts = core.split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise SpecError("ociVersion", f"{v!r} is not a version such as \"1.0.2\"")
+    if parts[0] != "1":
+        raise SpecError("ociVersion", f"version {v} is not supported (berth speaks 1.x)")
+
+
 def validate(doc: Any, bundle_has_rootfs: bool = True) -> dict:
     """Check a parsed config.json; return it unchanged or raise SpecError."""
     _type(doc, dict, "(document)", "a JSON object")
-    _type(doc.get("ociVersion"), str, "ociVersion", "a string such as \"1.0.2\"")
+    _version(_type(doc.get("ociVersion"), str, "ociVersion", "a string such as \"1.0.2\""))
     root = _type(doc.get("root"), dict, "root", "an object with a path")
     _type(root.get("path"), str, "root.path", "a string")
     if not root["path"]:

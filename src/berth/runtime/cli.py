@@ -183,7 +183,7 @@ def _one_id(args: list[str], verb: str) -> str:
     return args[0]
 
 
-def _dispatch(verb: str, store, opts: dict, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+def _dispatch(verb: str, store, opts: dict, args: list[str]) -> int:
     from berth.runtime.errors import UsageError
 
     if verb == "create":
@@ -261,7 +261,7 @@ def _dispatch(verb: str, store, opts: dict, args: list[str]) -> int:  # type: ig
     raise UsageError(f"unknown command {verb!r}")
 
 
-def _exec(store, opts: dict, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+def _exec(store, opts: dict, args: list[str]) -> int:
     from berth.oci import jsonfast
     from berth.runtime.errors import UsageError
     from berth.runtime.exec import exec_process

@@ -92,7 +92,9 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
     pid = 0
     try:
         store.save(cid, st)
-        os.mkfifo(os.path.join(state_dir, "exec.fifo"), 0o600)
+        fifo = os.path.join(state_dir, "exec.fifo")
+        os.mkfifo(fifo, 0o600)
+        os.chown(fifo, *_root_owner(lcfg))  # init opens it as the container's root
         cg.create()
         cg.apply(lcfg.get("resources"))
         _apply_device_rules(cg, lcfg)
@@ -106,12 +108,25 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
     return pid
 
 
+def _root_owner(lcfg: dict) -> tuple[int, int]:
+    """The host uid and gid that the container's root maps to (0, 0 without a user ns)."""
+    out = []
+    for key in ("uidMappings", "gidMappings"):
+        host = 0
+        for m in lcfg.get(key) or ():
+            if m["containerID"] <= 0 < m["containerID"] + m["size"]:
+                host = m["hostID"] - m["containerID"]
+        out.append(host)
+    return out[0], out[1]
+
+
 def _late_hooks(config: dict) -> dict:
     h = config.get("hooks") or {}
-    return {k: h[k] for k in ("poststart", "poststop") if h.get(k)}
+    # prestart runs at start (as runc does, and the runtime-tools suite expects)
+    return {k: h[k] for k in ("prestart", "poststart", "poststop") if h.get(k)}
 
 
-def _apply_device_rules(cg, lcfg: dict) -> None:  # type: ignore[no-untyped-def]
+def _apply_device_rules(cg, lcfg: dict) -> None:
     from berth.runtime.mounts import DEFAULT_DEVICE_RULES
 
     # deny everything, then the config's rules in their order, then berth's defaults
@@ -132,7 +147,7 @@ def _covers(rule: dict, dev: dict) -> bool:
             and rule.get("minor") in (None, -1, dev["minor"]))
 
 
-def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,  # type: ignore[no-untyped-def]
+def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
            no_pivot, st, store, cid) -> int:
     p2c_r, p2c_w = os.pipe()
     c2p_r, c2p_w = os.pipe()
@@ -146,6 +161,7 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds, 
         os._exit(1)
     os.close(p2c_r)
     os.close(c2p_w)
+    os.close(args.state_fd)
     ch = Channel(c2p_r, p2c_w)
     pid = 0
     try:
@@ -176,7 +192,6 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds, 
             elif msg == "HOOKS":
                 h = config.get("hooks") or {}
                 hs = hook_state(cid, "creating", pid, bundle, config)
-                hooks.run("prestart", h.get("prestart"), hs)
                 hooks.run("createRuntime", h.get("createRuntime"), hs)
                 ch.send("OK")
             elif msg == "READY":
@@ -219,7 +234,7 @@ def _kill_wait(pid: int) -> None:
         pass
 
 
-def _undo(store: Store, cid: str, cg, pid: int) -> None:  # type: ignore[no-untyped-def]
+def _undo(store: Store, cid: str, cg, pid: int) -> None:
     st = None
     try:
         st = store.load(cid)

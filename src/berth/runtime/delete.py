@@ -11,7 +11,7 @@ from berth.runtime.state import OCI_VERSION, alive, status
 from berth.runtime.store import Store
 
 
-def cgroup_of(st: dict):  # type: ignore[no-untyped-def]
+def cgroup_of(st: dict):
     cg = st.get("cgroup") or {}
     if cg.get("version") == 2:
         from berth.runtime.cgroups.v2 import V2

@@ -82,7 +82,7 @@ def exec_process(store: Store, cid: str, proc: dict, detach: bool = False,
     return wait_for(pid)
 
 
-def _child(w: int, cg, paths: dict[str, str], plan, proc: dict,  # type: ignore[no-untyped-def]
+def _child(w: int, cg, paths: dict[str, str], plan, proc: dict,
            console_socket: str | None, preserve_fds: int) -> None:
     from berth.runtime.init import join_namespaces
 

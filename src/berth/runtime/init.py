@@ -60,6 +60,8 @@ class InitArgs:
         self.console_socket = console_socket
         self.preserve_fds = preserve_fds
         self.no_pivot = no_pivot
+        # opened by the parent: the container's root may not be able to walk to it
+        self.state_fd = os.open(state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         linux_cfg = config.get("linux") or {}
         self.namespaces = {ns["type"]: ns.get("path") or "" for ns in
                            linux_cfg.get("namespaces") or ()}
@@ -167,7 +169,6 @@ def stage2(a: InitArgs, ch: Channel) -> None:
     console = None
     if terminal:
         console = _connect_console(a.console_socket)
-    state_dir = os.open(a.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     ch.send("HOOKS")
     ch.expect_ok()
     hook_cfg = cfg.get("hooks") or {}
@@ -187,8 +188,8 @@ def stage2(a: InitArgs, ch: Channel) -> None:
     os.close(ch.wfd)
     os.close(ch.rfd)
     # wait for `start`: opening the fifo for writing blocks until start opens it to read
-    fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=state_dir)
-    os.close(state_dir)
+    fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=a.state_fd)
+    os.close(a.state_fd)
     os.write(fifo, b"0")
     try:
         if hook_cfg.get("startContainer"):
@@ -211,7 +212,7 @@ def _hook_state(a: InitArgs) -> dict:
             "annotations": a.config.get("annotations") or {}}
 
 
-def _connect_console(path: str | None):  # type: ignore[no-untyped-def]
+def _connect_console(path: str | None):
     # everything _setup_tty needs is imported now, while the host's files are visible
     import fcntl  # noqa: F401
     import socket
@@ -228,7 +229,7 @@ def _connect_console(path: str | None):  # type: ignore[no-untyped-def]
     return s
 
 
-def _setup_tty(sock, proc: dict) -> None:  # type: ignore[no-untyped-def]
+def _setup_tty(sock, proc: dict) -> None:
     import fcntl
     import socket
     import struct

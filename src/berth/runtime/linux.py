@@ -139,7 +139,7 @@ def capget(pid: int = 0) -> tuple[int, int, int]:
     hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
     data = (_CapData * 2)()
     _check(_libc.syscall(_SYS_CAPGET, ctypes.byref(hdr), data), "capget")
-    return tuple(data[0].__getattribute__(f) | (data[1].__getattribute__(f) << 32)  # type: ignore[return-value]
+    return tuple(data[0].__getattribute__(f) | (data[1].__getattribute__(f) << 32)
                  for f in ("effective", "permitted", "inheritable"))
 
 

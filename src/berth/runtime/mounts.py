@@ -223,10 +223,11 @@ class RootfsSetup:
         linux.mount("tmpfs", dest, "tmpfs", flags & ~linux.MS_RDONLY | linux.MS_NOSUID
                     | linux.MS_NODEV | linux.MS_NOEXEC, "mode=755")
         for ctrl, host_dir in self.cgroup_dirs.items():
-            sub = os.path.join(dest, ctrl)
+            sub = os.path.join(dest, ctrl.removeprefix("name="))  # name=systemd -> systemd
             os.makedirs(sub, exist_ok=True)
             if self.cgroupns:
-                linux.mount("cgroup", sub, "cgroup", flags, ctrl)
+                linux.mount("cgroup", sub, "cgroup", flags,
+                            "none," + ctrl if ctrl.startswith("name=") else ctrl)
             else:
                 linux.mount(host_dir, sub, "bind", linux.MS_BIND)
                 remount(sub, flags | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
@@ -284,10 +285,7 @@ class RootfsSetup:
         if mode is None:
             mode = 0o666
         if self.userns:  # mknod is not allowed: bind the host's node instead
-            host = f"/dev/{os.path.basename(d['path'])}" if d["path"].startswith("/dev/") \
-                else d["path"]
-            _touch(dest)
-            linux.mount(host, dest, "bind", linux.MS_BIND)
+            self._bind_host_device(d, dest)
             return
         fmt = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[kind]
         if os.path.lexists(dest):
@@ -295,9 +293,21 @@ class RootfsSetup:
                 raise SetupError(f"device {d['path']} is a directory in the rootfs")
             os.unlink(dest)
         dev = os.makedev(d.get("major", 0), d.get("minor", 0)) if kind != "p" else 0
-        os.mknod(dest, fmt | (mode & 0o7777), dev)
+        try:
+            os.mknod(dest, fmt | (mode & 0o7777), dev)
+        except PermissionError:
+            # the device cgroup denies mknod ("m") for a device the config denied: the node
+            # still appears, as the host's, and the cgroup refuses to open it
+            self._bind_host_device(d, dest)
+            return
         os.chmod(dest, mode & 0o7777)
         os.chown(dest, d.get("uid") or 0, d.get("gid") or 0)
+
+    def _bind_host_device(self, d: dict, dest: str) -> None:
+        host = f"/dev/{os.path.basename(d['path'])}" if d["path"].startswith("/dev/") \
+            else d["path"]
+        _touch(dest)
+        linux.mount(host, dest, "bind", linux.MS_BIND)
 
     # --- pivot_root and after ---------------------------------------------
 

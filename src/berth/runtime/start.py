@@ -23,6 +23,14 @@ def start(store: Store, cid: str) -> None:
     s = status(store, cid, st)
     if s != "created":
         raise InvalidState(f"cannot start container {cid!r}: it is {s}, not created")
+    prestart = (st.get("hooks") or {}).get("prestart")
+    if prestart:
+        try:
+            hooks.run("prestart", prestart, _state(st, cid, "created"))
+        except SetupError:
+            from berth.runtime.delete import delete
+            delete(store, cid, force=True)
+            raise
     fifo = os.path.join(store.dir(cid), "exec.fifo")
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:

@@ -112,7 +112,7 @@ def test_missing_capabilities_are_empty() -> None:
 @pytest.mark.usefixtures("kernel_38")
 def test_from_config_parses_every_set_and_warns_about_what_it_ignores() -> None:
     caps = Capabilities.from_config({
-        "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_FOO"],
+        "bounding": ["CAP_CHOWN", "CAP_KILL"],
         "effective": ["CAP_CHOWN"],
         "permitted": ["CAP_CHOWN", "CAP_KILL", "CAP_PERFMON"],
         "inheritable": None,
@@ -121,10 +121,17 @@ def test_from_config_parses_every_set_and_warns_about_what_it_ignores() -> None:
     assert (caps.bounding, caps.effective, caps.permitted, caps.inheritable, caps.ambient) == (
         CHOWN | KILL, CHOWN, CHOWN | KILL, 0, CHOWN)
     assert caps.warnings == [
-        "process.capabilities.bounding: ignoring capability 'CAP_FOO' (unknown)",
         "process.capabilities.permitted: ignoring capability 'CAP_PERFMON' "
         "(not supported by this kernel)",
+        "process.capabilities.ambient: CAP_CHOWN is not raised: it is not in both the "
+        "permitted and inheritable sets",
     ]
+
+
+def test_an_unknown_capability_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="unknown capability 'CAP_FOO'") as e:
+        Capabilities.from_config({"bounding": ["CAP_CHOWN", "CAP_FOO"]})
+    assert e.value.field == "process.capabilities.bounding"
 
 
 def test_from_config_names_the_bad_field() -> None:
@@ -156,10 +163,6 @@ def test_apply_sets_the_sets_then_exactly_the_ambient_set(calls: list[tuple]) ->
 
 
 @pytest.mark.parametrize(("caps", "message"), [
-    (Capabilities(permitted=CHOWN, inheritable=0, ambient=CHOWN),
-     "ambient capability CAP_CHOWN must also be in the permitted and inheritable sets"),
-    (Capabilities(permitted=0, inheritable=KILL, ambient=KILL),
-     "ambient capability CAP_KILL must also be in the permitted and inheritable sets"),
     (Capabilities(effective=KILL, permitted=CHOWN),
      "effective capability CAP_KILL is not in the permitted set"),
 ])
@@ -168,6 +171,13 @@ def test_apply_refuses_sets_the_kernel_cannot_have(calls: list[tuple], caps: Cap
     with pytest.raises(SetupError, match=message):
         caps.apply()
     assert calls == []
+
+
+def test_ambient_outside_permitted_and_inheritable_is_skipped(calls: list[tuple]) -> None:
+    Capabilities(permitted=CHOWN | KILL, inheritable=KILL, ambient=CHOWN | KILL).apply()
+    raised = [c[3] for c in calls if c[:3] == ("prctl", linux.PR_CAP_AMBIENT,
+                                                linux.PR_CAP_AMBIENT_RAISE)]
+    assert raised == [NAMES["CAP_KILL"]]
 
 
 def test_kernel_refusals_name_the_capability(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,8 +22,6 @@ class V1:
         own = own_cgroups()
         self.dirs: dict[str, str] = {}
         for ctrl, mnt in ctrl_mounts.items():
-            if ctrl.startswith("name="):
-                continue
             self.dirs[ctrl] = resolve(mnt, own.get(ctrl, "/"), path)
 
     def to_state(self) -> dict:
@@ -40,7 +38,7 @@ class V1:
         return list(dict.fromkeys(self.dirs.values()))
 
     def create(self) -> None:
-        for ctrl in _ALWAYS:
+        for ctrl in [*_ALWAYS, *(c for c in self.dirs if c.startswith("name="))]:
             d = self.dirs.get(ctrl)
             if d is None:
                 continue
