@@ -96,6 +96,8 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
         os.mkfifo(fifo, 0o600)
         os.chown(fifo, *_root_owner(lcfg))  # init opens it as the container's root
         cg.create()
+        st["cgroup"] = cg.to_state()  # with the directories create made, for delete
+        store.save(cid, st)
         cg.apply(lcfg.get("resources"))
         _apply_device_rules(cg, lcfg)
         pid = _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,

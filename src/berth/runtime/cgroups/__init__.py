@@ -41,6 +41,43 @@ def read(path: str) -> str:
         return f.read().strip()
 
 
+def mkdirs(path: str) -> list[str]:
+    """mkdir -p; return the directories this call created, top first."""
+    missing = []
+    p = path
+    while not os.path.isdir(p):
+        missing.append(p)
+        p = os.path.dirname(p)
+    created = []
+    for d in reversed(missing):
+        try:
+            os.mkdir(d)
+            created.append(d)
+        except FileExistsError:
+            pass
+    return created
+
+
+def rmdirs(created: list[str]) -> None:
+    """Remove what mkdirs created, deepest first; never a cgroup someone else made.
+
+    The leaf may be busy for a moment while its last task exits; a parent that
+    still has other children is left alone.
+    """
+    import time
+
+    for i, d in enumerate(reversed(created)):
+        for _ in range(100 if i == 0 else 1):
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if i == 0:
+                    time.sleep(0.005)
+
+
 def own_cgroups() -> dict[str, str]:
     """The calling process's cgroup per controller ("" is the v2 unified one)."""
     out: dict[str, str] = {}

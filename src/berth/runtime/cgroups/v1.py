@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from berth.runtime.cgroups import mounts, own_cgroups, read, resolve, write
+from berth.runtime.cgroups import mkdirs, mounts, own_cgroups, read, resolve, rmdirs, write
 from berth.runtime.errors import SetupError
 
 # controllers berth puts every container in (others only when resources ask for them)
@@ -23,15 +23,17 @@ class V1:
         self.dirs: dict[str, str] = {}
         for ctrl, mnt in ctrl_mounts.items():
             self.dirs[ctrl] = resolve(mnt, own.get(ctrl, "/"), path)
+        self.created: list[str] = []
 
     def to_state(self) -> dict:
-        return {"version": 1, "path": self.path, "dirs": self.dirs}
+        return {"version": 1, "path": self.path, "dirs": self.dirs, "created": self.created}
 
     @classmethod
     def from_state(cls, st: dict) -> V1:
         self = cls.__new__(cls)
         self.path = st["path"]
         self.dirs = st["dirs"]
+        self.created = st.get("created") or []
         return self
 
     def _unique_dirs(self) -> list[str]:
@@ -42,25 +44,14 @@ class V1:
             d = self.dirs.get(ctrl)
             if d is None:
                 continue
-            if ctrl == "cpuset":
-                self._mkdir_cpuset(d)
-            else:
-                os.makedirs(d, exist_ok=True)
-
-    @staticmethod
-    def _mkdir_cpuset(d: str) -> None:
-        """Create a cpuset cgroup, copying cpus/mems down (a new v1 cpuset starts empty)."""
-        missing = []
-        p = d
-        while not os.path.isdir(p):
-            missing.append(p)
-            p = os.path.dirname(p)
-        for child in reversed(missing):
-            parent = os.path.dirname(child)
-            os.makedirs(child, exist_ok=True)
-            for f in ("cpuset.cpus", "cpuset.mems"):
-                if not read(os.path.join(child, f)):
-                    write(os.path.join(child, f), read(os.path.join(parent, f)))
+            made = mkdirs(d)
+            self.created += made
+            if ctrl == "cpuset":  # a new v1 cpuset starts empty: copy cpus and mems down
+                for child in made:
+                    parent = os.path.dirname(child)
+                    for f in ("cpuset.cpus", "cpuset.mems"):
+                        if not read(os.path.join(child, f)):
+                            write(os.path.join(child, f), read(os.path.join(parent, f)))
 
     def add(self, pid: int) -> None:
         for d in self._unique_dirs():
@@ -105,15 +96,12 @@ class V1:
             time.sleep(0.01)
 
     def destroy(self) -> None:
-        for d in self._unique_dirs():
-            for _ in range(100):
-                try:
-                    os.rmdir(d)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:  # EBUSY while the last task exits
-                    time.sleep(0.005)
+        by_root: dict[str, list[str]] = {}
+        for d in self.created:  # one chain per hierarchy, top first
+            root = next((v for v in self.dirs.values() if v == d or v.startswith(d + "/")), d)
+            by_root.setdefault(root, []).append(d)
+        for chain in by_root.values():
+            rmdirs(chain)
 
     # --- resources ------------------------------------------------------
 

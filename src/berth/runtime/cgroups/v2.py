@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from berth.runtime.cgroups import own_cgroups, read, resolve, write
+from berth.runtime.cgroups import mkdirs, own_cgroups, read, resolve, rmdirs, write
 from berth.runtime.errors import SetupError
 
 
@@ -20,14 +20,17 @@ class V2:
         self.mountpoint = mountpoint
         self.path = path
         self.dir = resolve(mountpoint, own_cgroups().get("", "/"), path)
+        self.created: list[str] = []
 
     def to_state(self) -> dict:
-        return {"version": 2, "path": self.path, "mountpoint": self.mountpoint, "dir": self.dir}
+        return {"version": 2, "path": self.path, "mountpoint": self.mountpoint, "dir": self.dir,
+                "created": self.created}
 
     @classmethod
     def from_state(cls, st: dict) -> V2:
         self = cls.__new__(cls)
         self.mountpoint, self.path, self.dir = st["mountpoint"], st["path"], st["dir"]
+        self.created = st.get("created") or []
         return self
 
     @property
@@ -51,7 +54,7 @@ class V2:
                     write(parent + "/cgroup.subtree_control", " ".join("+" + c for c in want))
                 except SetupError:
                     pass  # a parent with processes cannot delegate; limits then fail clearly
-            os.mkdir(child)
+            self.created += mkdirs(child)
 
     def add(self, pid: int) -> None:
         write(self.dir + "/cgroup.procs", str(pid))
@@ -93,14 +96,7 @@ class V2:
             time.sleep(0.01)
 
     def destroy(self) -> None:
-        for _ in range(100):
-            try:
-                os.rmdir(self.dir)
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.005)
+        rmdirs(self.created)
 
     def _f(self, name: str) -> str:
         return f"{self.dir}/{name}"
