@@ -51,7 +51,8 @@ def run_once(rt: str, state: str, bundle: str, cid: str) -> float:
     code = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
     elapsed = time.perf_counter() - t0
     if code != 0:
-        sys.exit(f"runtime_start: {' '.join(cmd)} exited {code}; run it by hand to see why")
+        sys.exit(f"runtime_start: `{rt} run` exited {code} (its output is discarded: "
+                 "run it by hand on the same bundle to see why)")
     return elapsed * 1000
 
 

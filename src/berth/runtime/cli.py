@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         verb, vargs = rest[0], rest[1:]
         if verb not in _VERBS:
             raise UsageError(f"unknown command {verb!r} (see berth-runtime --help)")
+        if verb in ("create", "run") and os.geteuid() == 0:
+            from berth.runtime.cgroups import start_warm_up
+            start_warm_up()
         opts, args = parse(vargs, _VERBS[verb], stop_at_arg=verb in _STOP_AT_FIRST_ARG)
         from berth.runtime.store import Store
         store = Store(g.get("root"))

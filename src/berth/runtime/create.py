@@ -95,11 +95,6 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
         fifo = os.path.join(state_dir, "exec.fifo")
         os.mkfifo(fifo, 0o600)
         os.chown(fifo, *_root_owner(lcfg))  # init opens it as the container's root
-        cg.create()
-        st["cgroup"] = cg.to_state()  # with the directories create made, for delete
-        store.save(cid, st)
-        cg.apply(lcfg.get("resources"))
-        _apply_device_rules(cg, lcfg)
         pid = _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
                      no_pivot, st, store, cid)
     except BaseException:
@@ -155,6 +150,8 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
     c2p_r, c2p_w = os.pipe()
     args = InitArgs(config, bundle, rootfs, state_dir, cg.dirs, console_socket, preserve_fds,
                     no_pivot)
+    from berth.runtime.cgroups import finish_warm_up
+    finish_warm_up()  # no thread may run across fork
     pid1 = os.fork()
     if pid1 == 0:
         os.close(p2c_w)
@@ -168,6 +165,12 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
     pid = 0
     try:
         lcfg = config.get("linux") or {}
+        # the cgroup is made while the children set up namespaces and the rootfs
+        cg.create()
+        st["cgroup"] = cg.to_state()  # with the directories create made, for delete
+        store.save(cid, st)
+        cg.apply(lcfg.get("resources"))
+        _apply_device_rules(cg, lcfg)
         while True:
             msg = ch.recv()
             if msg is None:
@@ -187,10 +190,10 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
                 if oom is not None:
                     from berth.runtime.process import set_oom_score_adj
                     set_oom_score_adj(pid, oom)
+                ch.send("OK")  # init is in its cgroup; record it while init goes on
                 ps = proc_stat(pid)
                 st["starttime"] = ps[1] if ps else 0
                 store.save(cid, st)
-                ch.send("OK")
             elif msg == "HOOKS":
                 h = config.get("hooks") or {}
                 hs = hook_state(cid, "creating", pid, bundle, config)

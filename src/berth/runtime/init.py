@@ -139,11 +139,14 @@ def stage2(a: InitArgs, ch: Channel) -> None:
     from berth.runtime.process import ProcessPlan
 
     os.setsid()
-    ch.expect_ok()  # the parent has put us in the cgroup
     ns = a.namespaces
     cfg = a.config
     lcfg = cfg.get("linux") or {}
-    if "cgroup" in ns and not ns["cgroup"]:
+    # the parent makes the cgroup and puts us in it meanwhile: build the rootfs in the
+    # meantime, unless a cgroup namespace must be made inside the container's cgroup
+    cgroupns = "cgroup" in ns and not ns["cgroup"]
+    if cgroupns:
+        ch.expect_ok()
         linux.unshare(linux.CLONE_NEWCGROUP)
     if "network" in ns and not ns["network"]:
         try:
@@ -169,6 +172,8 @@ def stage2(a: InitArgs, ch: Channel) -> None:
     console = None
     if terminal:
         console = _connect_console(a.console_socket)
+    if not cgroupns:
+        ch.expect_ok()  # the parent has put us in the cgroup (and set oomScoreAdj)
     ch.send("HOOKS")
     ch.expect_ok()
     hook_cfg = cfg.get("hooks") or {}

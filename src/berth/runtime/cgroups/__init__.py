@@ -78,6 +78,65 @@ def rmdirs(created: list[str]) -> None:
                     time.sleep(0.005)
 
 
+_warm_up: list | None = None
+
+
+def start_warm_up() -> None:
+    """Keep writing our own pid to our own cgroup, in a thread, until the container joins its.
+
+    A cgroup.procs write that finds the kernel's cgroup_threadgroup_rwsem idle
+    waits for an RCU grace period (~10 ms here; runc pays it too); writes that
+    follow a recent one do not. Moving ourselves to where we already are
+    changes nothing, so writing it every millisecond while the verb's modules
+    load keeps the lock warm for the real join right after fork (see
+    finish_warm_up). Errors end the thread quietly: without the right to
+    write, the join pays the wait as before.
+    """
+    global _warm_up
+    import _thread
+
+    done = _thread.allocate_lock()
+    done.acquire()
+    state = [done, False]  # [lock released when the thread ends, stop requested]
+
+    def run() -> None:
+        try:
+            path = None
+            with open("/proc/self/cgroup", "rb") as f:
+                for line in f:
+                    _, ctrls, cg = line.rstrip(b"\n").split(b":", 2)
+                    if ctrls in (b"pids", b"memory", b""):
+                        base = CGROUP_ROOT + ("/" + ctrls.decode() if ctrls else "")
+                        path = base + cg.decode() + "/cgroup.procs"
+                        break
+            if path is None:
+                return
+            import time
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                while not state[1]:
+                    os.write(fd, b"0")  # "0": the writing thread's own process
+                    time.sleep(0.001)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+        finally:
+            done.release()
+
+    _thread.start_new_thread(run, ())
+    _warm_up = state
+
+
+def finish_warm_up() -> None:
+    """Stop the warm-up thread and wait for it (no thread may run across fork)."""
+    global _warm_up
+    if _warm_up is not None:
+        _warm_up[1] = True
+        _warm_up[0].acquire()
+        _warm_up = None
+
+
 def own_cgroups() -> dict[str, str]:
     """The calling process's cgroup per controller ("" is the v2 unified one)."""
     out: dict[str, str] = {}
