@@ -1,13 +1,19 @@
 """`berth`: the entry point and its command groups.
 
 `berth runtime ...` hands its arguments untouched to the OCI runtime's own
-parser (berth-runtime), before click is even imported, so that the runtime
-verbs cost the same through either name.
+parser (berth-runtime), before click is even imported, so the runtime verbs
+cost the same through either name. Other groups live one module each in
+berth/cli/ and are imported only when their command is used (GROUPS below).
 """
 
 from __future__ import annotations
 
 import sys
+
+# command -> (module, attribute, one-line help); each module defines a click group/command
+GROUPS: dict[str, tuple[str, str, str]] = {
+    "vm": ("berth.cli.vm", "vm", "Virtual machines on QEMU (KVM or TCG)."),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,11 +25,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _click_main(argv: list[str]) -> int:
+    import importlib
+
     import click
 
     from berth import __version__
 
-    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    class Lazy(click.Group):
+        def list_commands(self, ctx: click.Context) -> list[str]:
+            return sorted([*super().list_commands(ctx), *GROUPS])
+
+        def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+            if name in GROUPS:
+                module, attr, _ = GROUPS[name]
+                try:
+                    return getattr(importlib.import_module(module), attr)
+                except ImportError:
+                    return None
+            return super().get_command(ctx, name)
+
+    @click.group(cls=Lazy, context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(__version__, prog_name="berth")
     def cli() -> None:
         """berth: virtual machines, containers and a cluster from one tool."""
@@ -40,7 +61,7 @@ def _click_main(argv: list[str]) -> int:
         click.echo(f"berth {__version__}")
 
     try:
-        cli.main(args=argv, prog_name="berth", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="berth", standalone_mode=False)
     except click.exceptions.Exit as e:
         return int(e.exit_code)
     except click.ClickException as e:
@@ -48,4 +69,4 @@ def _click_main(argv: list[str]) -> int:
         return e.exit_code
     except click.exceptions.Abort:
         return 130
-    return 0
+    return rv if isinstance(rv, int) else 0
