@@ -13,6 +13,15 @@ import sys
 # command -> (module, attribute, one-line help); each module defines a click group/command
 GROUPS: dict[str, tuple[str, str, str]] = {
     "vm": ("berth.cli.vm", "vm", "Virtual machines on QEMU (KVM or TCG)."),
+    "image": ("berth.cli.image", "image", "Manage images."),
+    "images": ("berth.cli.image", "images", "List images."),
+    "rmi": ("berth.cli.image", "rmi", "Remove one or more images."),
+    "tag": ("berth.cli.image", "tag", "Tag an image."),
+    "history": ("berth.cli.image", "history", "Show the history of an image."),
+    "save": ("berth.cli.image", "save", "Save images to a tar archive."),
+    "load": ("berth.cli.image", "load", "Load images from a tar archive."),
+    "import": ("berth.cli.image", "import_", "Import a rootfs tarball as an image."),
+    "inspect": ("berth.cli.image", "inspect", "Display detailed information on images."),
 }
 
 
