@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 .PHONY: demo test deps venv images lint typecheck clean bench conformance
 
 demo: deps venv images
-	@$(VENV)/bin/python scripts/demo.py $(BUSYBOX_IMAGE)/rootfs
+	@$(VENV)/bin/python scripts/demo.py $(BUSYBOX_IMAGE)
 
 test: deps venv images
 	$(VENV)/bin/ruff check src tests bench scripts

@@ -1,18 +1,15 @@
-"""`make demo`: run a container from the local busybox image with berth's own runtime.
+"""`make demo`: load the locally built busybox image and run a container from it.
 
-Writes a bundle whose root is the image's rootfs (read-only), runs it with
-`berth runtime run`, and shows what the process inside sees.
+Loads build/images/busybox/oci into berth's image store (tagged `busybox`),
+lists the images, then runs a container with `berth run --rm` and shows what
+the process inside sees. As the VM and cluster layers land, they join here.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import tempfile
-
-from berth.runtime.spec import default_spec
 
 SCRIPT = """
 echo "hello from a berth container"
@@ -26,20 +23,21 @@ touch /etc/x 2>/dev/null && echo "  root is writable" || echo "  root is read-on
 """
 
 
+def sh(*cmd: str) -> int:
+    shown = ['"$SCRIPT"' if "\n" in c else c for c in cmd]
+    print("$ " + " ".join(shown), flush=True)
+    return subprocess.call(cmd)
+
+
 def main() -> int:
-    rootfs = os.path.abspath(sys.argv[1])
-    with tempfile.TemporaryDirectory(prefix="berth-demo-") as bundle:
-        spec = default_spec()
-        spec["root"] = {"path": rootfs, "readonly": True}
-        spec["process"]["args"] = ["sh", "-c", SCRIPT]
-        spec["linux"]["cgroupsPath"] = "/berth-demo"
-        spec["linux"]["resources"]["memory"] = {"limit": 64 * 1024 * 1024}
-        with open(os.path.join(bundle, "config.json"), "w") as f:
-            json.dump(spec, f)
-        berth = os.path.join(os.path.dirname(sys.executable), "berth")
-        cmd = [berth, "runtime", "run", "--bundle", bundle, f"berth-demo-{os.getpid()}"]
-        print("$ " + " ".join(cmd), flush=True)
-        return subprocess.call(cmd)
+    image_dir = os.path.abspath(sys.argv[1])
+    berth = os.path.join(os.path.dirname(sys.executable), "berth")
+    if sh(berth, "load", "-i", os.path.join(image_dir, "oci")) != 0:
+        return 1
+    sh(berth, "tag", "localhost/image:latest", "busybox")
+    sh(berth, "images")
+    return sh(berth, "run", "--rm", "--read-only", "--hostname", "berth-demo", "-m", "64m",
+              "busybox", "sh", "-c", SCRIPT.strip())
 
 
 if __name__ == "__main__":

@@ -22,6 +22,10 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "load": ("berth.cli.image", "load", "Load images from a tar archive."),
     "import": ("berth.cli.image", "import_", "Import a rootfs tarball as an image."),
     "inspect": ("berth.cli.image", "inspect", "Display detailed information on images."),
+    "run": ("berth.cli.container", "run", "Create and run a new container from an image."),
+    "ps": ("berth.cli.container", "ps", "List containers."),
+    "rm": ("berth.cli.container", "rm", "Remove one or more containers."),
+    "kill": ("berth.cli.container", "kill", "Kill one or more running containers."),
 }
 
 

@@ -1,0 +1,188 @@
+"""Container commands with docker's names and flags: run, ps, rm, kill.
+
+Thin: parse flags into a ContainerSpec, call berth.engine, print. Errors of the
+engine exit with 125 (as docker's daemon-side errors do); `run` otherwise
+exits with the container's own status.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+
+import click
+
+from berth.cli.format import FormatError, human_age, render, table
+
+
+def _engine():
+    from berth.engine.state import State
+    from berth.images.store import Store
+    return State(), Store()
+
+
+def handled(fn):
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        from berth.engine.errors import EngineError
+        from berth.images.errors import ImageFailure
+        from berth.runtime.errors import RuntimeFailure
+        try:
+            return fn(*a, **kw)
+        except (EngineError, ImageFailure, RuntimeFailure, FormatError, OSError) as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(125)
+    return wrapper
+
+
+def _env_file(path: str) -> list[str]:
+    import os
+    out = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            out.append(line if "=" in line else f"{line}={os.environ.get(line, '')}")
+    return out
+
+
+@click.command("run", context_settings={"allow_interspersed_args": False})
+@click.option("-d", "--detach", is_flag=True, help="Run in the background (not yet).")
+@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY (not yet).")
+@click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
+@click.option("--name", help="Assign a name to the container.")
+@click.option("-e", "--env", multiple=True, help="Set environment variables.")
+@click.option("--env-file", multiple=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-w", "--workdir", help="Working directory inside the container.")
+@click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>]).")
+@click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image.")
+@click.option("--network", "--net", default="none", show_default=True,
+              help="none or host (bridges come with the engine's networking).")
+@click.option("-h", "--hostname", help="Container host name.")
+@click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only.")
+@click.option("-m", "--memory", help="Memory limit (e.g. 64m).")
+@click.option("--cpus", type=float, help="Number of CPUs.")
+@click.option("--pids-limit", type=int, help="Tune the container's pids limit.")
+@click.option("--cap-add", multiple=True)
+@click.option("--cap-drop", multiple=True)
+@click.option("--privileged", is_flag=True)
+@click.option("-l", "--label", multiple=True)
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@handled
+def run(detach: bool, interactive: bool, tty: bool, remove: bool, name: str | None,
+        env: tuple[str, ...], env_file: tuple[str, ...], workdir: str | None,
+        user: str | None, entrypoint: str | None, network: str, hostname: str | None,
+        read_only: bool, memory: str | None, cpus: float | None, pids_limit: int | None,
+        cap_add: tuple[str, ...], cap_drop: tuple[str, ...], privileged: bool,
+        label: tuple[str, ...], image: str, command: tuple[str, ...]) -> None:
+    """Create and run a new container from an image."""
+    from berth.engine import containers
+    from berth.engine.errors import InvalidOption
+    from berth.engine.spec import ContainerSpec, parse_memory
+
+    if detach:
+        raise InvalidOption("--detach needs the engine's supervisor, which is not built yet; "
+                            "run in the foreground")
+    if tty:
+        raise InvalidOption("--tty is not supported yet; -i alone keeps stdin open")
+    if network not in ("none", "host"):
+        raise InvalidOption(f"--network {network}: only none and host exist so far")
+    envs = [e for f in env_file for e in _env_file(f)]
+    envs += [e if "=" in e else f"{e}={__import__('os').environ.get(e, '')}" for e in env]
+    spec = ContainerSpec(
+        image, list(command) or None,
+        entrypoint=[entrypoint] if entrypoint else ([] if entrypoint == "" else None),
+        env=envs, workdir=workdir, user=user, hostname=hostname, name=name,
+        read_only=read_only, memory=parse_memory(memory) if memory else None, cpus=cpus,
+        pids_limit=pids_limit, network=network, tty=tty, interactive=interactive,
+        remove=remove, labels=dict(x.partition("=")[::2] for x in label),
+        cap_add=list(cap_add), cap_drop=list(cap_drop), privileged=privileged)
+    state, store = _engine()
+    cid = containers.create(state, store, spec)
+    try:
+        code = containers.run_foreground(state, store, cid)
+    finally:
+        if remove:
+            containers.remove(state, cid, force=True)
+    sys.exit(code)
+
+
+def _status(c: dict) -> str:
+    if c["status"] == "running":
+        return "Up " + human_age(c["started"]).replace(" ago", "").replace(
+            "Less than a second", "Less than a second")
+    if c["status"] == "exited":
+        code = "?" if c["exit_code"] is None else c["exit_code"]
+        return f"Exited ({code}) {human_age(c['finished'])}"
+    return c["status"].capitalize()
+
+
+@click.command("ps")
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers.")
+@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("--format", "fmt", help="Format output using a Go template.")
+@handled
+def ps(all_: bool, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
+    """List containers."""
+    from berth.engine import containers
+    state, _ = _engine()
+    rows = []
+    for c in containers.list_containers(state, all_):
+        cmd = " ".join(json.loads(c["command"]))
+        if not no_trunc and len(cmd) > 20:
+            cmd = cmd[:19] + "…"
+        rows.append({"ID": c["id"] if no_trunc else c["id"][:12], "Image": c["image"],
+                     "Command": f'"{cmd}"', "CreatedAt": time.strftime(
+                         "%Y-%m-%d %H:%M:%S %z", time.localtime(c["created"])),
+                     "RunningFor": human_age(c["created"]), "Status": _status(c),
+                     "Ports": "", "Names": c["name"], "State": c["status"]})
+    if quiet:
+        click.echo("".join(r["ID"] + "\n" for r in rows), nl=False)
+    elif fmt:
+        click.echo(render(fmt, rows, {"ID": "CONTAINER ID", "RunningFor": "CREATED"}), nl=False)
+    else:
+        click.echo(table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS",
+                          "NAMES"],
+                         [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"],
+                           r["Ports"], r["Names"]] for r in rows]), nl=False)
+
+
+@click.command("rm")
+@click.option("-f", "--force", is_flag=True, help="Force the removal of a running container.")
+@click.argument("refs", nargs=-1, required=True)
+@handled
+def rm(force: bool, refs: tuple[str, ...]) -> None:
+    """Remove one or more containers."""
+    from berth.engine import containers
+    from berth.engine.errors import EngineError
+    state, _ = _engine()
+    failed = False
+    for ref in refs:
+        try:
+            containers.remove(state, ref, force)
+            click.echo(ref)
+        except EngineError as e:
+            click.echo(f"Error: {e}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+@click.command("kill")
+@click.option("-s", "--signal", "sig", default="KILL", show_default=True)
+@click.argument("refs", nargs=-1, required=True)
+@handled
+def kill(sig: str, refs: tuple[str, ...]) -> None:
+    """Kill one or more running containers."""
+    from berth.engine import containers
+    from berth.runtime.kill import parse_signal
+    state, _ = _engine()
+    for ref in refs:
+        containers.kill(state, ref, parse_signal(sig))
+        click.echo(ref)

@@ -1,0 +1,165 @@
+"""Containers: create from an image, run in the foreground, list, remove.
+
+A container lives in <berth root>/containers/<id>/: upper/ and work/ of its
+overlay snapshot, rootfs/ where the snapshot is mounted while it runs, and
+bundle/config.json for the runtime. The runtime keeps its own state under
+/run/berth/runtime (root) with the same container id.
+
+Not here yet: detached containers and their supervisor, logs, restart
+policies, networking beyond loopback, volumes (issue 4's next steps).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+
+from berth.engine.errors import ContainerRunning, EngineError
+from berth.engine.names import generate
+from berth.engine.spec import ContainerSpec, oci_config, process_args
+from berth.engine.state import State
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from berth.images.store import Store
+
+
+def runtime_store():
+    from berth.runtime.store import Store as RuntimeStore
+    base = "/run/berth/runtime" if os.geteuid() == 0 else None
+    return RuntimeStore(os.environ.get("BERTH_RUNTIME_ROOT") or base)
+
+
+def create(state: State, store: Store, spec: ContainerSpec) -> str:
+    """Record a new container (nothing is mounted or started yet); return its id."""
+    image_id = store.resolve(spec.image)
+    image_cfg = store.config(image_id).get("config") or {}
+    args = process_args(spec, image_cfg)
+    cid = secrets.token_hex(32)
+    name = spec.name or generate(state.names())
+    d = state.dir(cid)
+    for sub in ("upper", "work", "rootfs", "bundle"):
+        os.makedirs(os.path.join(d, sub), 0o700 if sub == "work" else 0o755)
+    try:
+        state.add(cid, name, spec.image, image_id, args, spec.to_dict())
+    except BaseException:
+        shutil.rmtree(d, ignore_errors=True)
+        raise
+    return cid
+
+
+def _mount(state: State, store: Store, c: dict) -> str:
+    from berth.images import snapshots
+    d = state.dir(c["id"])
+    rootfs = os.path.join(d, "rootfs")
+    if not os.path.ismount(rootfs):
+        snapshots.mount(store, c["image_id"], rootfs, os.path.join(d, "upper"),
+                        os.path.join(d, "work"))
+    return rootfs
+
+
+def _unmount(state: State, cid: str) -> None:
+    rootfs = os.path.join(state.dir(cid), "rootfs")
+    if os.path.ismount(rootfs):
+        from berth.images import snapshots
+        snapshots.unmount(rootfs)
+
+
+def run_foreground(state: State, store: Store, cid: str) -> int:
+    """Start a created container attached to this process's stdio; return its exit code."""
+    from berth.runtime import linux
+    from berth.runtime.create import create as rt_create
+    from berth.runtime.delete import delete as rt_delete
+    from berth.runtime.run import forward_signals, wait_for
+    from berth.runtime.start import start as rt_start
+
+    c = state.get(cid)
+    if c["status"] == "running":
+        raise ContainerRunning(f"container {c['name']} is already running")
+    spec = ContainerSpec.from_dict(json.loads(c["spec"]))
+    rootfs = _mount(state, store, c)
+    rts = runtime_store()
+    try:
+        config = oci_config(spec, store.config(c["image_id"]).get("config") or {}, rootfs,
+                            f"/berth/{cid}", spec.hostname or cid[:12])
+        bundle = os.path.join(state.dir(cid), "bundle")
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(config, f)
+        linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+        if os.path.isdir(rts.dir(cid)):
+            rt_delete(rts, cid, force=True)  # a leftover of a crashed run
+        pid = rt_create(rts, cid, bundle)
+        state.update(cid, status="running", pid=pid, started=time.time(), exit_code=None,
+                     finished=None)
+        forward_signals(pid)
+        try:
+            rt_start(rts, cid)
+        except BaseException:
+            rt_delete(rts, cid, force=True)
+            raise
+        code = wait_for(pid)
+        rt_delete(rts, cid, force=True)
+    except BaseException:
+        state.update(cid, status="exited", pid=0, exit_code=None if c["status"] else 125,
+                     finished=time.time())
+        _unmount(state, cid)
+        raise
+    state.update(cid, status="exited", pid=0, exit_code=code, finished=time.time())
+    _unmount(state, cid)
+    return code
+
+
+def refresh(state: State, c: dict) -> dict:
+    """Make a record agree with the kernel: a running container whose init is gone exited."""
+    if c["status"] != "running":
+        return c
+    from berth.runtime.errors import ContainerNotFound as RtNotFound
+    from berth.runtime.state import state as rt_state
+    try:
+        alive = rt_state(runtime_store(), c["id"])["status"] in ("running", "created")
+    except RtNotFound:
+        alive = False
+    if not alive:
+        state.update(c["id"], status="exited", pid=0, finished=time.time())
+        c = state.get(c["id"])
+    return c
+
+
+def list_containers(state: State, all_: bool = False) -> list[dict]:
+    out = [refresh(state, c) for c in state.all()]
+    return out if all_ else [c for c in out if c["status"] == "running"]
+
+
+def remove(state: State, ref: str, force: bool = False) -> str:
+    """Delete a container and everything it left (snapshot, bundle, runtime state)."""
+    c = refresh(state, state.get(ref))
+    if c["status"] == "running":
+        if not force:
+            raise ContainerRunning(f"cannot remove container {c['name']}: it is running "
+                                   "(stop it first, or use --force)")
+        kill(state, c["id"], 9)
+    from berth.runtime.delete import delete as rt_delete
+    from berth.runtime.errors import ContainerNotFound as RtNotFound
+    try:
+        rt_delete(runtime_store(), c["id"], force=True)
+    except RtNotFound:
+        pass
+    _unmount(state, c["id"])
+    shutil.rmtree(state.dir(c["id"]), ignore_errors=True)
+    state.remove(c["id"])
+    return c["name"]
+
+
+def kill(state: State, ref: str, sig: int = 9) -> None:
+    c = refresh(state, state.get(ref))
+    if c["status"] != "running":
+        raise EngineError(f"cannot kill container {c['name']}: it is not running")
+    from berth.runtime.kill import kill as rt_kill
+    rt_kill(runtime_store(), c["id"], sig)
+
+
+def get(state: State, ref: str) -> dict:
+    return refresh(state, state.get(ref))

@@ -1,0 +1,108 @@
+"""`berth run` from the image store, in the foreground: checked from inside the container."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+BERTH = str(Path(sys.executable).parent / "berth")
+
+
+@pytest.fixture
+def berth(tmp_path: Path, busybox_image: Path):  # type: ignore[no-untyped-def]
+    """berth with a private root holding the busybox image as `busybox`."""
+    env = dict(os.environ, BERTH_ROOT=str(tmp_path / "root"),
+               BERTH_RUNTIME_ROOT=str(tmp_path / "runtime"))
+
+    def call(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+        p = subprocess.run([BERTH, *args], capture_output=True, text=True, env=env, timeout=60,
+                           **kw)
+        if check and p.returncode != 0:
+            raise AssertionError(f"berth {' '.join(args)}: {p.returncode}: {p.stderr}")
+        return p
+
+    call("load", "-i", str(busybox_image / "oci"))
+    call("tag", "localhost/image:latest", "busybox")
+    yield call
+    for cid in call("ps", "-aq", check=False).stdout.split():
+        call("rm", "-f", cid, check=False)
+
+
+def test_run_uses_the_image_config_and_flags(berth) -> None:  # type: ignore[no-untyped-def]
+    p = berth("run", "--rm", "-e", "GREETING=hi", "-w", "/tmp", "-u", "nobody",
+              "--hostname", "box", "busybox", "sh", "-c",
+              'echo "$GREETING $(hostname) $(pwd) $(id -u):$(id -g)"; echo $PATH; '
+              "cat /proc/1/cmdline | tr '\\0' ' '")
+    lines = p.stdout.splitlines()
+    assert lines[0] == "hi box /tmp 65534:65534"
+    assert lines[1] == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    assert lines[2].startswith("sh -c ")
+
+
+def test_exit_code_and_rm_leave_nothing(berth, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    p = berth("run", "--rm", "busybox", "sh", "-c", "exit 42", check=False)
+    assert p.returncode == 42
+    assert berth("ps", "-aq").stdout == ""
+    assert os.listdir(tmp_path / "root" / "containers") == []
+    with open("/proc/self/mountinfo") as f:
+        assert str(tmp_path) not in f.read()
+
+
+def test_writes_go_to_the_containers_own_layer(berth) -> None:  # type: ignore[no-untyped-def]
+    berth("run", "--name", "writer", "busybox", "sh", "-c", "echo data > /etc/new; rm /bin/vi")
+    p = berth("run", "--rm", "busybox", "sh", "-c", "ls /etc/new /bin/vi 2>&1; true")
+    assert "/etc/new: No such file" in p.stdout  # another container: a fresh upper layer
+    assert "/bin/vi" in p.stdout and "No such file or directory" not in p.stdout.split("\n")[1]
+    ps = berth("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout
+    assert ps.startswith("writer Exited (0)")
+    assert berth("rm", "writer").stdout == "writer\n"
+
+
+def test_read_only_and_limits(berth) -> None:  # type: ignore[no-untyped-def]
+    p = berth("run", "--rm", "--read-only", "-m", "64m", "--pids-limit", "30", "busybox", "sh",
+              "-c", "touch /x 2>/dev/null && echo rw || echo ro; "
+              "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max")
+    assert p.stdout.split() == ["ro", str(64 << 20), "30"]
+
+
+def test_name_conflict_and_missing_image(berth) -> None:  # type: ignore[no-untyped-def]
+    berth("run", "--name", "taken", "busybox", "true")
+    p = berth("run", "--name", "taken", "busybox", "true", check=False)
+    assert p.returncode == 125 and 'name "/taken" is already in use' in p.stderr
+    p = berth("run", "--rm", "nosuchimage", "true", check=False)
+    assert p.returncode == 125 and "not found" in p.stderr
+    p = berth("run", "--rm", "busybox", "no-such-command", check=False)
+    assert p.returncode != 0 and "not found" in p.stderr
+    assert [c for c in berth("ps", "-a", "--format", "{{.Names}}").stdout.split()] == ["taken"]
+
+
+@pytest.mark.e2e
+def test_same_answers_as_podman(berth, busybox_rootfs: Path) -> None:  # type: ignore[no-untyped-def]
+    """The same image and command under podman (runc) and berth: same view from inside."""
+    import shutil
+    if shutil.which("podman") is None:
+        pytest.skip("podman not installed")
+    script = ("id; pwd; echo $PATH; grep -E '^(CapEff|CapBnd)' /proc/self/status; "
+              "ls /proc | grep -cE '^[0-9]+$'; ls /sys/class/net")
+    name = "localhost/berth-cmp:1"
+    tar = subprocess.run(["tar", "-C", str(busybox_rootfs), "-c", "."], capture_output=True,
+                         check=True).stdout
+    subprocess.run(["podman", "import", "--change",
+                    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "-", name], input=tar, capture_output=True, check=True)
+    try:
+        # podman's default capabilities are docker's minus these three; berth follows docker
+        theirs = subprocess.run(["podman", "--runtime", "runc", "run", "--rm", "--network",
+                                 "none", "--cap-add", "MKNOD,NET_RAW,AUDIT_WRITE", name,
+                                 "sh", "-c", script], capture_output=True,
+                                text=True, check=True).stdout
+    finally:
+        subprocess.run(["podman", "rmi", "-f", name], capture_output=True)
+    ours = berth("run", "--rm", "busybox", "sh", "-c", script).stdout
+    assert ours == theirs
