@@ -50,7 +50,7 @@ def _env_file(path: str) -> list[str]:
 
 
 @click.command("run", context_settings={"allow_interspersed_args": False})
-@click.option("-d", "--detach", is_flag=True, help="Run in the background (not yet).")
+@click.option("-d", "--detach", is_flag=True, help="Run in the background; print the ID.")
 @click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open.")
 @click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY (not yet).")
 @click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
@@ -71,6 +71,8 @@ def _env_file(path: str) -> list[str]:
 @click.option("--cap-drop", multiple=True)
 @click.option("--privileged", is_flag=True)
 @click.option("-l", "--label", multiple=True)
+@click.option("--restart", default="no", show_default=True,
+              help="no, always, unless-stopped or on-failure[:max-retries].")
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @handled
@@ -79,15 +81,14 @@ def run(detach: bool, interactive: bool, tty: bool, remove: bool, name: str | No
         user: str | None, entrypoint: str | None, network: str, hostname: str | None,
         read_only: bool, memory: str | None, cpus: float | None, pids_limit: int | None,
         cap_add: tuple[str, ...], cap_drop: tuple[str, ...], privileged: bool,
-        label: tuple[str, ...], image: str, command: tuple[str, ...]) -> None:
+        label: tuple[str, ...], restart: str, image: str, command: tuple[str, ...]) -> None:
     """Create and run a new container from an image."""
     from berth.engine import containers
     from berth.engine.errors import InvalidOption
     from berth.engine.spec import ContainerSpec, parse_memory
 
-    if detach:
-        raise InvalidOption("--detach needs the engine's supervisor, which is not built yet; "
-                            "run in the foreground")
+    if detach and remove:
+        raise InvalidOption("--rm with --detach is not supported yet")
     if tty:
         raise InvalidOption("--tty is not supported yet; -i alone keeps stdin open")
     if network not in ("none", "host"):
@@ -101,9 +102,18 @@ def run(detach: bool, interactive: bool, tty: bool, remove: bool, name: str | No
         read_only=read_only, memory=parse_memory(memory) if memory else None, cpus=cpus,
         pids_limit=pids_limit, network=network, tty=tty, interactive=interactive,
         remove=remove, labels=dict(x.partition("=")[::2] for x in label),
-        cap_add=list(cap_add), cap_drop=list(cap_drop), privileged=privileged)
+        cap_add=list(cap_add), cap_drop=list(cap_drop), privileged=privileged,
+        restart=restart)
     state, store = _engine()
     cid = containers.create(state, store, spec)
+    if detach:
+        try:
+            containers.start_detached(state, cid)
+        except BaseException:
+            containers.remove(state, cid, force=True)
+            raise
+        click.echo(cid)
+        return
     try:
         code = containers.run_foreground(state, store, cid)
     finally:
@@ -186,3 +196,85 @@ def kill(sig: str, refs: tuple[str, ...]) -> None:
     for ref in refs:
         containers.kill(state, ref, parse_signal(sig))
         click.echo(ref)
+
+
+@click.command("start")
+@click.argument("refs", nargs=-1, required=True)
+@handled
+def start(refs: tuple[str, ...]) -> None:
+    """Start one or more stopped containers (in the background)."""
+    from berth.engine import containers
+    state, _ = _engine()
+    for ref in refs:
+        c = containers.get(state, ref)
+        if c["status"] != "running":
+            state.update(c["id"], stop_requested=0)
+            containers.start_detached(state, c["id"])
+        click.echo(ref)
+
+
+@click.command("stop")
+@click.option("-t", "--time", "timeout", type=float, default=10, show_default=True,
+              help="Seconds to wait before killing the container.")
+@click.option("-s", "--signal", "sig", default="TERM", show_default=True)
+@click.argument("refs", nargs=-1, required=True)
+@handled
+def stop(timeout: float, sig: str, refs: tuple[str, ...]) -> None:
+    """Stop one or more running containers."""
+    from berth.engine import containers
+    from berth.runtime.kill import parse_signal
+    state, _ = _engine()
+    for ref in refs:
+        containers.stop(state, ref, timeout, parse_signal(sig))
+        click.echo(ref)
+
+
+@click.command("restart")
+@click.option("-t", "--time", "timeout", type=float, default=10, show_default=True)
+@click.argument("refs", nargs=-1, required=True)
+@handled
+def restart(timeout: float, refs: tuple[str, ...]) -> None:
+    """Restart one or more containers."""
+    from berth.engine import containers
+    state, _ = _engine()
+    for ref in refs:
+        c = containers.get(state, ref)
+        containers.stop(state, c["id"], timeout)
+        containers.wait(state, c["id"])
+        state.update(c["id"], stop_requested=0)
+        containers.start_detached(state, c["id"])
+        click.echo(ref)
+
+
+@click.command("wait")
+@click.argument("refs", nargs=-1, required=True)
+@handled
+def wait(refs: tuple[str, ...]) -> None:
+    """Block until one or more containers stop, then print their exit codes."""
+    from berth.engine import containers
+    state, _ = _engine()
+    for ref in refs:
+        click.echo(containers.wait(state, ref))
+
+
+@click.command("logs")
+@click.option("-f", "--follow", is_flag=True, help="Follow log output.")
+@click.option("-n", "--tail", default="all", help="Lines to show from the end of the logs.")
+@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
+@click.option("--since", help="Show logs since a timestamp (RFC 3339) or relative (42m).")
+@click.argument("ref")
+@handled
+def logs(follow: bool, tail: str, timestamps: bool, since: str | None, ref: str) -> None:
+    """Fetch the logs of a container."""
+    from berth.engine import containers
+    from berth.engine import logs as logmod
+    state, _ = _engine()
+    c = containers.get(state, ref)
+    path = containers.logs_path(state, c["id"])
+    for rec in logmod.read(path, tail=None if tail == "all" else int(tail),
+                           since=logmod.parse_since(since) if since else None,
+                           follow=follow, still_running=lambda: containers.get(
+                               state, c["id"])["status"] == "running"):
+        out = sys.stdout if rec["stream"] == "stdout" else sys.stderr
+        out.write((rec["time"] + " " if timestamps else "") + rec["log"])
+        out.flush()

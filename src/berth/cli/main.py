@@ -26,6 +26,11 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "ps": ("berth.cli.container", "ps", "List containers."),
     "rm": ("berth.cli.container", "rm", "Remove one or more containers."),
     "kill": ("berth.cli.container", "kill", "Kill one or more running containers."),
+    "start": ("berth.cli.container", "start", "Start one or more stopped containers."),
+    "stop": ("berth.cli.container", "stop", "Stop one or more running containers."),
+    "restart": ("berth.cli.container", "restart", "Restart one or more containers."),
+    "wait": ("berth.cli.container", "wait", "Wait for containers to stop."),
+    "logs": ("berth.cli.container", "logs", "Fetch the logs of a container."),
 }
 
 

@@ -5,8 +5,9 @@ overlay snapshot, rootfs/ where the snapshot is mounted while it runs, and
 bundle/config.json for the runtime. The runtime keeps its own state under
 /run/berth/runtime (root) with the same container id.
 
-Not here yet: detached containers and their supervisor, logs, restart
-policies, networking beyond loopback, volumes (issue 4's next steps).
+Detached containers belong to the supervisor (engine/supervisor.py), which
+keeps their logs and exit codes and applies restart policies. Not here yet:
+networking beyond loopback, volumes, exec (issue 4's next steps).
 """
 
 from __future__ import annotations
@@ -61,11 +62,33 @@ def _mount(state: State, store: Store, c: dict) -> str:
     return rootfs
 
 
-def _unmount(state: State, cid: str) -> None:
+def unmount(state: State, cid: str) -> None:
+    """Unmount the container's snapshot if it is mounted (the supervisor and a CLI may race)."""
+    import errno
     rootfs = os.path.join(state.dir(cid), "rootfs")
     if os.path.ismount(rootfs):
         from berth.images import snapshots
-        snapshots.unmount(rootfs)
+        try:
+            snapshots.unmount(rootfs)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.ENOENT):
+                raise
+
+
+def prepare_bundle(state: State, store: Store, c: dict) -> str:
+    """Mount the container's snapshot and write its config.json; return the bundle dir."""
+    spec = ContainerSpec.from_dict(json.loads(c["spec"]))
+    rootfs = _mount(state, store, c)
+    try:
+        config = oci_config(spec, store.config(c["image_id"]).get("config") or {}, rootfs,
+                            f"/berth/{c['id']}", spec.hostname or c["id"][:12])
+        bundle = os.path.join(state.dir(c["id"]), "bundle")
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(config, f)
+    except BaseException:
+        unmount(state, c["id"])
+        raise
+    return bundle
 
 
 def run_foreground(state: State, store: Store, cid: str) -> int:
@@ -79,15 +102,9 @@ def run_foreground(state: State, store: Store, cid: str) -> int:
     c = state.get(cid)
     if c["status"] == "running":
         raise ContainerRunning(f"container {c['name']} is already running")
-    spec = ContainerSpec.from_dict(json.loads(c["spec"]))
-    rootfs = _mount(state, store, c)
+    bundle = prepare_bundle(state, store, c)
     rts = runtime_store()
     try:
-        config = oci_config(spec, store.config(c["image_id"]).get("config") or {}, rootfs,
-                            f"/berth/{cid}", spec.hostname or cid[:12])
-        bundle = os.path.join(state.dir(cid), "bundle")
-        with open(os.path.join(bundle, "config.json"), "w") as f:
-            json.dump(config, f)
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
         if os.path.isdir(rts.dir(cid)):
             rt_delete(rts, cid, force=True)  # a leftover of a crashed run
@@ -103,13 +120,67 @@ def run_foreground(state: State, store: Store, cid: str) -> int:
         code = wait_for(pid)
         rt_delete(rts, cid, force=True)
     except BaseException:
-        state.update(cid, status="exited", pid=0, exit_code=None if c["status"] else 125,
-                     finished=time.time())
-        _unmount(state, cid)
+        state.update(cid, status="exited", pid=0, exit_code=125, finished=time.time())
+        unmount(state, cid)
         raise
     state.update(cid, status="exited", pid=0, exit_code=code, finished=time.time())
-    _unmount(state, cid)
+    unmount(state, cid)
     return code
+
+
+def start_detached(state: State, cid: str) -> int:
+    """Hand the container to the supervisor (started on demand); return init's pid."""
+    from berth.engine.client import request
+    c = state.get(cid)
+    return int(request(state.root, {"op": "start", "id": c["id"]})["pid"])
+
+
+def stop(state: State, ref: str, timeout: float = 10, sig: int = 15) -> str:
+    """Stop a container: its stop signal, then SIGKILL after `timeout` seconds."""
+    c = refresh(state, state.get(ref))
+    state.update(c["id"], stop_requested=1)
+    if c["status"] != "running":
+        return c["name"]
+    from berth.engine.client import request
+    from berth.engine.supervisor import socket_path
+    if os.path.exists(socket_path(state.root)):
+        try:
+            request(state.root, {"op": "stop", "id": c["id"], "timeout": timeout, "signal": sig},
+                    timeout=timeout + 30)
+            return c["name"]
+        except EngineError:
+            pass
+    kill(state, c["id"], sig)  # a foreground container: its own CLI records the exit
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and refresh(state, state.get(c["id"]))["status"] == \
+            "running":
+        time.sleep(0.05)
+    if refresh(state, state.get(c["id"]))["status"] == "running":
+        kill(state, c["id"], 9)
+    return c["name"]
+
+
+def should_restart(c: dict, code: int) -> bool:
+    policy = json.loads(c["spec"]).get("restart", "no")
+    name, _, limit = policy.partition(":")
+    if c["stop_requested"] or name == "no":
+        return False
+    if name == "on-failure":
+        return code != 0 and (not limit or c["restart_count"] < int(limit))
+    return True  # always, unless-stopped
+
+
+def wait(state: State, ref: str) -> int:
+    c = state.get(ref)
+    while True:
+        c = refresh(state, state.get(c["id"]))
+        if c["status"] != "running":
+            return -1 if c["exit_code"] is None else int(c["exit_code"])
+        time.sleep(0.05)
+
+
+def logs_path(state: State, ref: str) -> str:
+    return os.path.join(state.dir(state.get(ref)["id"]), "json.log")
 
 
 def refresh(state: State, c: dict) -> dict:
@@ -123,6 +194,9 @@ def refresh(state: State, c: dict) -> dict:
     except RtNotFound:
         alive = False
     if not alive:
+        from berth.engine.supervisor import alive as supervisor_alive
+        if c["supervised"] and supervisor_alive(state.root):
+            return c  # the supervisor is reaping it and will record the exit code
         state.update(c["id"], status="exited", pid=0, finished=time.time())
         c = state.get(c["id"])
     return c
@@ -140,14 +214,14 @@ def remove(state: State, ref: str, force: bool = False) -> str:
         if not force:
             raise ContainerRunning(f"cannot remove container {c['name']}: it is running "
                                    "(stop it first, or use --force)")
-        kill(state, c["id"], 9)
+        stop(state, c["id"], timeout=0, sig=9)  # through the supervisor when it owns it
     from berth.runtime.delete import delete as rt_delete
     from berth.runtime.errors import ContainerNotFound as RtNotFound
     try:
         rt_delete(runtime_store(), c["id"], force=True)
     except RtNotFound:
         pass
-    _unmount(state, c["id"])
+    unmount(state, c["id"])
     shutil.rmtree(state.dir(c["id"]), ignore_errors=True)
     state.remove(c["id"])
     return c["name"]

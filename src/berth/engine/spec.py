@@ -34,7 +34,7 @@ class ContainerSpec:
                  network: str = "none", tty: bool = False, interactive: bool = False,
                  remove: bool = False, labels: dict[str, str] | None = None,
                  cap_add: list[str] | None = None, cap_drop: list[str] | None = None,
-                 privileged: bool = False) -> None:
+                 privileged: bool = False, restart: str = "no") -> None:
         self.image = image
         self.cmd = cmd
         self.entrypoint = entrypoint
@@ -55,6 +55,7 @@ class ContainerSpec:
         self.cap_add = cap_add or []
         self.cap_drop = cap_drop or []
         self.privileged = privileged
+        self.restart = parse_restart(restart)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -64,6 +65,16 @@ class ContainerSpec:
         s = cls.__new__(cls)
         s.__dict__.update(d)
         return s
+
+
+def parse_restart(text: str) -> str:
+    """--restart no | always | unless-stopped | on-failure[:N]"""
+    name, _, count = text.partition(":")
+    if name not in ("no", "always", "unless-stopped", "on-failure") or (
+            count and (name != "on-failure" or not count.isdigit())):
+        raise InvalidOption(f"invalid restart policy {text!r}: use no, always, unless-stopped "
+                            "or on-failure[:max-retries]")
+    return text
 
 
 def parse_memory(text: str, flag: str = "--memory") -> int:

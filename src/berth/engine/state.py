@@ -27,6 +27,9 @@ CREATE TABLE IF NOT EXISTS containers (
     exit_code INTEGER,
     started REAL,
     finished REAL,
+    restart_count INTEGER NOT NULL DEFAULT 0,
+    stop_requested INTEGER NOT NULL DEFAULT 0,   -- a user stopped it: no restart
+    supervised INTEGER NOT NULL DEFAULT 0,       -- the supervisor owns it (detached)
     spec TEXT NOT NULL              -- JSON ContainerSpec
 );
 """
@@ -51,6 +54,12 @@ class State:
                                   isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(containers)")}
+        for col, decl in (("restart_count", "INTEGER NOT NULL DEFAULT 0"),
+                          ("stop_requested", "INTEGER NOT NULL DEFAULT 0"),
+                          ("supervised", "INTEGER NOT NULL DEFAULT 0")):
+            if col not in have:  # a database from before the column existed
+                self.db.execute(f"ALTER TABLE containers ADD COLUMN {col} {decl}")
         self.db.row_factory = sqlite3.Row
 
     def close(self) -> None:

@@ -70,8 +70,12 @@ def check(config: dict, rootfs: str) -> None:
 
 def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
            console_socket: str | None = None, preserve_fds: int = 0,
-           no_pivot: bool = False) -> int:
-    """Create container `cid` from `bundle`; return init's pid."""
+           no_pivot: bool = False, stdio: tuple[int, int, int] | None = None) -> int:
+    """Create container `cid` from `bundle`; return init's pid.
+
+    The container's stdin, stdout and stderr are the caller's, or the three
+    descriptors in `stdio` (what a supervisor that keeps the logs passes).
+    """
     check_id(cid)
     bundle = os.path.abspath(bundle)
     config = load_config(bundle)
@@ -95,8 +99,12 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
         fifo = os.path.join(state_dir, "exec.fifo")
         os.mkfifo(fifo, 0o600)
         os.chown(fifo, *_root_owner(lcfg))  # init opens it as the container's root
+        # the directories exist before init is forked: it bind-mounts them for a cgroup mount
+        cg.create()
+        st["cgroup"] = cg.to_state()  # with the directories create made, for delete
+        store.save(cid, st)
         pid = _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
-                     no_pivot, st, store, cid)
+                     no_pivot, st, store, cid, stdio)
     except BaseException:
         _undo(store, cid, cg, pid)
         raise
@@ -145,11 +153,12 @@ def _covers(rule: dict, dev: dict) -> bool:
 
 
 def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
-           no_pivot, st, store, cid) -> int:
+           no_pivot, st, store, cid, stdio=None) -> int:
     p2c_r, p2c_w = os.pipe()
     c2p_r, c2p_w = os.pipe()
     args = InitArgs(config, bundle, rootfs, state_dir, cg.dirs, console_socket, preserve_fds,
                     no_pivot)
+    args.stdio = stdio
     from berth.runtime.cgroups import finish_warm_up
     finish_warm_up()  # no thread may run across fork
     pid1 = os.fork()
@@ -165,10 +174,7 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
     pid = 0
     try:
         lcfg = config.get("linux") or {}
-        # the cgroup is made while the children set up namespaces and the rootfs
-        cg.create()
-        st["cgroup"] = cg.to_state()  # with the directories create made, for delete
-        store.save(cid, st)
+        # limits are written while the children set up namespaces and the rootfs
         cg.apply(lcfg.get("resources"))
         _apply_device_rules(cg, lcfg)
         while True:

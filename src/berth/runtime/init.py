@@ -60,6 +60,7 @@ class InitArgs:
         self.console_socket = console_socket
         self.preserve_fds = preserve_fds
         self.no_pivot = no_pivot
+        self.stdio: tuple[int, int, int] | None = None
         # opened by the parent: the container's root may not be able to walk to it
         self.state_fd = os.open(state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         linux_cfg = config.get("linux") or {}
@@ -88,6 +89,9 @@ def stage1(a: InitArgs, ch: Channel) -> None:
     """Runs in the first child; never returns."""
     try:
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
+        if a.stdio is not None:
+            for i, fd in enumerate(a.stdio):
+                os.dup2(fd, i)  # dup2's copy is inheritable: the process keeps it at exec
         ns = a.namespaces
         join_namespaces({t: p for t, p in ns.items() if p})
         if "user" in ns and not ns["user"]:

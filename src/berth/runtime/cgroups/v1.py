@@ -62,8 +62,11 @@ class V1:
         for ctrl in ("pids", "memory", "freezer", "cpu"):
             d = self.dirs.get(ctrl)
             if d and os.path.isdir(d):
-                with open(d + "/cgroup.procs") as f:
-                    return [int(x) for x in f.read().split()]
+                try:
+                    with open(d + "/cgroup.procs") as f:
+                        return [int(x) for x in f.read().split()]
+                except FileNotFoundError:  # removed meanwhile (another delete won)
+                    return []
         return []
 
     def freeze(self) -> None:

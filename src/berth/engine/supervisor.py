@@ -1,0 +1,371 @@
+"""The supervisor: one process, started on demand, that owns every detached container.
+
+It holds each container's stdout and stderr (pipes), writes them to the
+container's json.log as docker's json-file driver does, is the child
+subreaper that reaps the containers' init processes and records their exit
+codes, applies restart policies, and exits a moment after its last container.
+One process for all containers keeps the memory per idle container far below a
+conmon per container.
+
+CLIs talk to it over a unix socket (<root>/run/supervisor.sock) with one JSON
+request and one JSON reply per connection. A lock file makes sure only one
+supervisor runs per root; `client.request()` starts one when none answers.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+
+from berth.engine.errors import EngineError
+from berth.engine.state import State
+
+IDLE_EXIT = 1.0  # seconds without containers before the supervisor exits
+
+
+def run_dir(root: str) -> str:
+    return os.path.join(root, "run")
+
+
+def alive(root: str) -> bool:
+    """Is a supervisor serving `root`? (It holds the lock file for as long as it lives.)"""
+    try:
+        fd = os.open(os.path.join(run_dir(root), "supervisor.lock"), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def socket_path(root: str) -> str:
+    return os.path.join(run_dir(root), "supervisor.sock")
+
+
+def _now() -> str:
+    t = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + \
+        f".{t % 10**9:09d}Z"
+
+
+class _Stream:
+    """One container output pipe, copied line by line into the container's json.log."""
+
+    def __init__(self, cid: str, name: str, fd: int, log: int) -> None:
+        self.cid, self.name, self.fd, self.log = cid, name, fd, log
+        self.buf = b""
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+        while b"\n" in self.buf or len(self.buf) >= 16384:
+            if b"\n" in self.buf[:16384]:
+                line, _, self.buf = self.buf.partition(b"\n")
+                line += b"\n"
+            else:
+                line, self.buf = self.buf[:16384], self.buf[16384:]
+            self._write(line)
+
+    def flush(self) -> None:
+        if self.buf:
+            self._write(self.buf)
+            self.buf = b""
+
+    def _write(self, line: bytes) -> None:
+        rec = {"log": line.decode("utf-8", "replace"), "stream": self.name, "time": _now()}
+        os.write(self.log, (json.dumps(rec) + "\n").encode())
+
+
+class Supervisor:
+    def __init__(self, root: str) -> None:
+        from berth.images.store import Store
+
+        self.root = root
+        self.state = State(root)
+        self.store = Store()
+        self.sel = selectors.DefaultSelector()
+        self.running: dict[int, str] = {}  # init pid -> container id
+        self.streams: dict[str, list[_Stream]] = {}
+        self.logs: dict[str, int] = {}
+        self.idle_since: float | None = time.monotonic()
+
+    # --- lifecycle of the supervisor itself ---------------------------------
+
+    def serve(self) -> None:
+        from berth.runtime import linux
+
+        linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+        os.makedirs(run_dir(self.root), 0o700, exist_ok=True)
+        lock = os.open(os.path.join(run_dir(self.root), "supervisor.lock"),
+                       os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + 2
+        while True:  # an old supervisor may be on its way out: wait for it, briefly
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return  # another supervisor serves this root
+                time.sleep(0.01)
+        path = socket_path(self.root)
+        srv = self._listen(path)
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, lambda *_: None)
+        self.sel.register(wake_r, selectors.EVENT_READ, ("signal", None))
+        try:
+            while True:
+                for key, _ in self.sel.select(timeout=0.25):
+                    kind, data = key.data
+                    if kind == "accept":
+                        self._accept(data)
+                    elif kind == "signal":
+                        try:
+                            os.read(wake_r, 512)
+                        except BlockingIOError:
+                            pass
+                        self._reap()
+                    elif kind == "stream":
+                        self._read_stream(data)
+                self._reap()
+                if self.running:
+                    self.idle_since = None
+                elif self.idle_since is None:
+                    self.idle_since = time.monotonic()
+                elif time.monotonic() - self.idle_since > IDLE_EXIT:
+                    # stop taking connections first, then serve whoever already connected
+                    os.unlink(path)
+                    served = False
+                    while self._accept(srv):
+                        served = True
+                    if served and self.running:
+                        self.sel.unregister(srv)
+                        srv.close()
+                        srv = self._listen(path)
+                        self.idle_since = None
+                        continue
+                    break
+        finally:
+            srv.close()
+            os.close(lock)
+
+    def _listen(self, path: str) -> socket.socket:
+        if os.path.exists(path):
+            os.unlink(path)
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        os.chmod(path, 0o600)
+        srv.listen(128)
+        srv.setblocking(False)
+        self.sel.register(srv, selectors.EVENT_READ, ("accept", srv))
+        return srv
+
+    def _accept(self, srv: socket.socket) -> bool:
+        try:
+            conn, _ = srv.accept()
+        except BlockingIOError:
+            return False
+        with conn:
+            conn.settimeout(5)
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            try:
+                req = json.loads(data)
+                reply = self.handle(req)
+            except (EngineError, OSError, ValueError, KeyError) as e:
+                reply = {"ok": False, "error": str(e)}
+            except Exception as e:  # noqa: BLE001 - a bug must not kill every container's logs
+                reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+            try:
+                conn.sendall((json.dumps(reply) + "\n").encode())
+            except OSError:
+                pass
+        return True
+
+    def handle(self, req: dict) -> dict:
+        op = req.get("op")
+        if op == "ping":
+            return {"ok": True, "pid": os.getpid()}
+        if op == "start":
+            return {"ok": True, "pid": self.start(req["id"])}
+        if op == "stop":
+            self.stop(req["id"], float(req.get("timeout", 10)), req.get("signal", 15))
+            return {"ok": True}
+        raise EngineError(f"unknown request {op!r}")
+
+    # --- containers ---------------------------------------------------------
+
+    def start(self, cid: str) -> int:
+        from berth.engine import containers
+        from berth.runtime.create import create as rt_create
+        from berth.runtime.delete import delete as rt_delete
+        from berth.runtime.start import start as rt_start
+
+        c = self.state.get(cid)
+        if c["status"] == "running" and c["pid"] in self.running:
+            return int(c["pid"])
+        bundle = containers.prepare_bundle(self.state, self.store, c)
+        rts = containers.runtime_store()
+        if os.path.isdir(rts.dir(cid)):
+            rt_delete(rts, cid, force=True)
+        log_path = os.path.join(self.state.dir(cid), "json.log")
+        if cid not in self.logs:
+            self.logs[cid] = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                                     | os.O_CLOEXEC, 0o640)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            pid = rt_create(rts, cid, bundle, stdio=(null, out_w, err_w))
+            try:
+                rt_start(rts, cid)
+            except BaseException:
+                rt_delete(rts, cid, force=True)
+                raise
+        except BaseException:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            containers.unmount(self.state, cid)
+            raise
+        finally:
+            for fd in (out_w, err_w, null):
+                os.close(fd)
+        streams = [_Stream(cid, "stdout", out_r, self.logs[cid]),
+                   _Stream(cid, "stderr", err_r, self.logs[cid])]
+        self.streams[cid] = streams
+        for s in streams:
+            os.set_blocking(s.fd, False)
+            self.sel.register(s.fd, selectors.EVENT_READ, ("stream", s))
+        self.running[pid] = cid
+        self.state.update(cid, status="running", pid=pid, started=time.time(), exit_code=None,
+                          finished=None, stop_requested=0, supervised=1)
+        return pid
+
+    def stop(self, cid: str, timeout: float, sig: int) -> None:
+        c = self.state.get(cid)
+        self.state.update(cid, stop_requested=1)
+        pid = c["pid"]
+        if c["status"] != "running" or pid not in self.running:
+            return
+        os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._reap_one(pid):
+                return
+            time.sleep(0.01)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        while not self._reap_one(pid):
+            time.sleep(0.005)
+
+    def _read_stream(self, s: _Stream) -> None:
+        try:
+            data = os.read(s.fd, 65536)
+        except BlockingIOError:
+            return
+        if data:
+            s.feed(data)
+        else:
+            self._close_stream(s)
+
+    def _close_stream(self, s: _Stream) -> None:
+        s.flush()
+        try:
+            self.sel.unregister(s.fd)
+        except (KeyError, ValueError):
+            pass
+        os.close(s.fd)
+        s.fd = -1
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self._exited(pid, status)
+
+    def _reap_one(self, pid: int) -> bool:
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return pid not in self.running
+        if got == 0:
+            return False
+        self._exited(got, status)
+        return True
+
+    def _exited(self, pid: int, status: int) -> None:
+        cid = self.running.pop(pid, None)
+        if cid is None:
+            return  # an orphan re-parented to us (a daemon's child): just reaped
+        from berth.engine import containers
+        from berth.runtime.delete import delete as rt_delete
+        from berth.runtime.errors import RuntimeFailure
+
+        code = os.waitstatus_to_exitcode(status)
+        code = 128 - code if code < 0 else code
+        for s in self.streams.pop(cid, []):
+            if s.fd >= 0:
+                while True:  # what the process wrote before it died
+                    try:
+                        data = os.read(s.fd, 65536)
+                    except (BlockingIOError, OSError):
+                        break
+                    if not data:
+                        break
+                    s.feed(data)
+                self._close_stream(s)
+        try:
+            rt_delete(containers.runtime_store(), cid, force=True)
+        except RuntimeFailure:
+            pass
+        containers.unmount(self.state, cid)
+        self.state.update(cid, status="exited", pid=0, exit_code=code, finished=time.time())
+        c = self.state.get(cid)
+        if containers.should_restart(c, code):
+            self.state.update(cid, restart_count=c["restart_count"] + 1)
+            try:
+                self.start(cid)
+            except Exception as e:  # noqa: BLE001
+                self.state.update(cid, status="exited", exit_code=code)
+                sys.stderr.write(f"berth supervisor: restarting {cid[:12]}: {e}\n")
+        else:
+            log = self.logs.pop(cid, None)
+            if log is not None:
+                os.close(log)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    root = argv[0] if argv else State().root
+    try:
+        Supervisor(root).serve()
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE:
+            raise
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
