@@ -49,61 +49,79 @@ def _env_file(path: str) -> list[str]:
     return out
 
 
-@click.command("run", context_settings={"allow_interspersed_args": False})
-@click.option("-d", "--detach", is_flag=True, help="Run in the background; print the ID.")
-@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open.")
-@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY (not yet).")
-@click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
-@click.option("--name", help="Assign a name to the container.")
-@click.option("-e", "--env", multiple=True, help="Set environment variables.")
-@click.option("--env-file", multiple=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("-w", "--workdir", help="Working directory inside the container.")
-@click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>]).")
-@click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image.")
-@click.option("--network", "--net", default="none", show_default=True,
-              help="none or host (bridges come with the engine's networking).")
-@click.option("-h", "--hostname", help="Container host name.")
-@click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only.")
-@click.option("-m", "--memory", help="Memory limit (e.g. 64m).")
-@click.option("--cpus", type=float, help="Number of CPUs.")
-@click.option("--pids-limit", type=int, help="Tune the container's pids limit.")
-@click.option("--cap-add", multiple=True)
-@click.option("--cap-drop", multiple=True)
-@click.option("--privileged", is_flag=True)
-@click.option("-l", "--label", multiple=True)
-@click.option("--restart", default="no", show_default=True,
-              help="no, always, unless-stopped or on-failure[:max-retries].")
-@click.argument("image")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
-@handled
-def run(detach: bool, interactive: bool, tty: bool, remove: bool, name: str | None,
-        env: tuple[str, ...], env_file: tuple[str, ...], workdir: str | None,
-        user: str | None, entrypoint: str | None, network: str, hostname: str | None,
-        read_only: bool, memory: str | None, cpus: float | None, pids_limit: int | None,
-        cap_add: tuple[str, ...], cap_drop: tuple[str, ...], privileged: bool,
-        label: tuple[str, ...], restart: str, image: str, command: tuple[str, ...]) -> None:
-    """Create and run a new container from an image."""
-    from berth.engine import containers
+def _spec_options(fn):
+    """The flags `run` and `create` share, as docker names them."""
+    opts = [
+        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open."),
+        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY (not yet)."),
+        click.option("--rm", "remove", is_flag=True,
+                     help="Remove the container when it exits."),
+        click.option("--name", help="Assign a name to the container."),
+        click.option("-e", "--env", multiple=True, help="Set environment variables."),
+        click.option("--env-file", multiple=True, type=click.Path(exists=True, dir_okay=False)),
+        click.option("-w", "--workdir", help="Working directory inside the container."),
+        click.option("-u", "--user",
+                     help="Username or UID (format: <name|uid>[:<group|gid>])."),
+        click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image."),
+        click.option("--network", "--net", default="none", show_default=True,
+                     help="none or host (bridges come with the engine's networking)."),
+        click.option("-h", "--hostname", help="Container host name."),
+        click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only."),
+        click.option("-m", "--memory", help="Memory limit (e.g. 64m)."),
+        click.option("--cpus", type=float, help="Number of CPUs."),
+        click.option("--pids-limit", type=int, help="Tune the container's pids limit."),
+        click.option("--cap-add", multiple=True),
+        click.option("--cap-drop", multiple=True),
+        click.option("--privileged", is_flag=True),
+        click.option("-l", "--label", multiple=True),
+        click.option("--restart", default="no", show_default=True,
+                     help="no, always, unless-stopped or on-failure[:max-retries]."),
+        click.argument("image"),
+        click.argument("command", nargs=-1, type=click.UNPROCESSED),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def _make_spec(kw: dict):
+    import os
+
     from berth.engine.errors import InvalidOption
     from berth.engine.spec import ContainerSpec, parse_memory
 
-    if detach and remove:
-        raise InvalidOption("--rm with --detach is not supported yet")
-    if tty:
+    if kw["tty"]:
         raise InvalidOption("--tty is not supported yet; -i alone keeps stdin open")
-    if network not in ("none", "host"):
-        raise InvalidOption(f"--network {network}: only none and host exist so far")
-    envs = [e for f in env_file for e in _env_file(f)]
-    envs += [e if "=" in e else f"{e}={__import__('os').environ.get(e, '')}" for e in env]
-    spec = ContainerSpec(
-        image, list(command) or None,
-        entrypoint=[entrypoint] if entrypoint else ([] if entrypoint == "" else None),
-        env=envs, workdir=workdir, user=user, hostname=hostname, name=name,
-        read_only=read_only, memory=parse_memory(memory) if memory else None, cpus=cpus,
-        pids_limit=pids_limit, network=network, tty=tty, interactive=interactive,
-        remove=remove, labels=dict(x.partition("=")[::2] for x in label),
-        cap_add=list(cap_add), cap_drop=list(cap_drop), privileged=privileged,
-        restart=restart)
+    if kw["network"] not in ("none", "host"):
+        raise InvalidOption(f"--network {kw['network']}: only none and host exist so far")
+    envs = [e for f in kw["env_file"] for e in _env_file(f)]
+    envs += [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in kw["env"]]
+    ep = kw["entrypoint"]
+    return ContainerSpec(
+        kw["image"], list(kw["command"]) or None,
+        entrypoint=[ep] if ep else ([] if ep == "" else None),
+        env=envs, workdir=kw["workdir"], user=kw["user"], hostname=kw["hostname"],
+        name=kw["name"], read_only=kw["read_only"],
+        memory=parse_memory(kw["memory"]) if kw["memory"] else None, cpus=kw["cpus"],
+        pids_limit=kw["pids_limit"], network=kw["network"], tty=kw["tty"],
+        interactive=kw["interactive"], remove=kw["remove"],
+        labels=dict(x.partition("=")[::2] for x in kw["label"]),
+        cap_add=list(kw["cap_add"]), cap_drop=list(kw["cap_drop"]),
+        privileged=kw["privileged"], restart=kw["restart"])
+
+
+@click.command("run", context_settings={"allow_interspersed_args": False})
+@click.option("-d", "--detach", is_flag=True, help="Run in the background; print the ID.")
+@_spec_options
+@handled
+def run(detach: bool, **kw: object) -> None:
+    """Create and run a new container from an image."""
+    from berth.engine import containers
+    from berth.engine.errors import InvalidOption
+
+    if detach and kw["remove"]:
+        raise InvalidOption("--rm with --detach is not supported yet")
+    spec = _make_spec(kw)
     state, store = _engine()
     cid = containers.create(state, store, spec)
     if detach:
@@ -117,9 +135,19 @@ def run(detach: bool, interactive: bool, tty: bool, remove: bool, name: str | No
     try:
         code = containers.run_foreground(state, store, cid)
     finally:
-        if remove:
+        if kw["remove"]:
             containers.remove(state, cid, force=True)
     sys.exit(code)
+
+
+@click.command("create", context_settings={"allow_interspersed_args": False})
+@_spec_options
+@handled
+def create(**kw: object) -> None:
+    """Create a new container (start it with `berth start`)."""
+    from berth.engine import containers
+    state, store = _engine()
+    click.echo(containers.create(state, store, _make_spec(kw)))
 
 
 def _status(c: dict) -> str:
@@ -278,3 +306,125 @@ def logs(follow: bool, tail: str, timestamps: bool, since: str | None, ref: str)
         out = sys.stdout if rec["stream"] == "stdout" else sys.stderr
         out.write((rec["time"] + " " if timestamps else "") + rec["log"])
         out.flush()
+
+
+@click.command("exec", context_settings={"allow_interspersed_args": False})
+@click.option("-d", "--detach", is_flag=True, help="Run the command in the background.")
+@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY (not yet).")
+@click.option("-e", "--env", multiple=True, help="Set environment variables.")
+@click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>]).")
+@click.option("-w", "--workdir", help="Working directory inside the container.")
+@click.option("--privileged", is_flag=True, help="Give extended privileges to the command.")
+@click.argument("ref")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@handled
+def exec_(detach: bool, interactive: bool, tty: bool, env: tuple[str, ...], user: str | None,
+          workdir: str | None, privileged: bool, ref: str, command: tuple[str, ...]) -> None:
+    """Execute a command in a running container."""
+    from berth.engine import containers
+    from berth.engine.errors import InvalidOption
+    if tty:
+        raise InvalidOption("--tty is not supported yet; -i alone keeps stdin open")
+    state, _ = _engine()
+    sys.exit(containers.exec_in(state, ref, list(command), list(env), user, workdir, detach,
+                                privileged))
+
+
+@click.command("inspect")
+@click.option("-f", "--format", "fmt", help="Format output using a Go template.")
+@click.option("--type", "kind", type=click.Choice(["container", "image"]))
+@click.argument("refs", nargs=-1, required=True)
+@handled
+def inspect(fmt: str | None, kind: str | None, refs: tuple[str, ...]) -> None:
+    """Display detailed information on containers or images."""
+    from berth.cli.image import inspect_image
+    from berth.engine import containers
+    from berth.engine.errors import ContainerNotFound
+    state, store = _engine()
+    docs = []
+    for ref in refs:
+        doc = None
+        if kind in (None, "container"):
+            try:
+                doc = containers.inspect(state, store, ref)
+            except ContainerNotFound:
+                if kind == "container":
+                    raise
+        if doc is None:
+            doc = inspect_image(store, store.resolve(ref))
+        docs.append(doc)
+    if fmt:
+        click.echo(render(fmt, docs), nl=False)
+    else:
+        click.echo(json.dumps(docs, indent=4))
+
+
+@click.command("pause")
+@click.argument("refs", nargs=-1, required=True)
+@handled
+def pause(refs: tuple[str, ...]) -> None:
+    """Pause all processes within one or more containers."""
+    from berth.engine import containers
+    state, _ = _engine()
+    for ref in refs:
+        containers.pause(state, ref, True)
+        click.echo(ref)
+
+
+@click.command("unpause")
+@click.argument("refs", nargs=-1, required=True)
+@handled
+def unpause(refs: tuple[str, ...]) -> None:
+    """Unpause all processes within one or more containers."""
+    from berth.engine import containers
+    state, _ = _engine()
+    for ref in refs:
+        containers.pause(state, ref, False)
+        click.echo(ref)
+
+
+@click.command("rename")
+@click.argument("ref")
+@click.argument("new_name")
+@handled
+def rename(ref: str, new_name: str) -> None:
+    """Rename a container."""
+    from berth.engine import containers
+    state, _ = _engine()
+    containers.rename(state, ref, new_name)
+
+
+@click.command("top", context_settings={"allow_interspersed_args": False})
+@click.argument("ref")
+@click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
+@handled
+def top(ref: str, ps_args: tuple[str, ...]) -> None:
+    """Display the running processes of a container."""
+    from berth.engine import containers
+    state, _ = _engine()
+    click.echo(containers.top(state, ref, list(ps_args)), nl=False)
+
+
+@click.command("prune")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@handled
+def prune(force: bool) -> None:
+    """Remove all stopped containers."""
+    from berth.engine import containers
+    state, _ = _engine()
+    removed = containers.prune(state)
+    if removed:
+        click.echo("Deleted Containers:\n" + "".join(r + "\n" for r in removed), nl=False)
+    click.echo("Total reclaimed space: 0B")
+
+
+@click.group("container")
+def container() -> None:
+    """Manage containers."""
+
+
+container.add_command(ps, "ls")
+for _cmd in (run, create, start, stop, restart, kill, rm, wait, logs, exec_, inspect, pause,
+             unpause, rename, top, prune):
+    container.add_command(_cmd)

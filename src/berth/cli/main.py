@@ -21,7 +21,7 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "save": ("berth.cli.image", "save", "Save images to a tar archive."),
     "load": ("berth.cli.image", "load", "Load images from a tar archive."),
     "import": ("berth.cli.image", "import_", "Import a rootfs tarball as an image."),
-    "inspect": ("berth.cli.image", "inspect", "Display detailed information on images."),
+    "inspect": ("berth.cli.container", "inspect", "Information on containers or images."),
     "run": ("berth.cli.container", "run", "Create and run a new container from an image."),
     "ps": ("berth.cli.container", "ps", "List containers."),
     "rm": ("berth.cli.container", "rm", "Remove one or more containers."),
@@ -31,6 +31,13 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "restart": ("berth.cli.container", "restart", "Restart one or more containers."),
     "wait": ("berth.cli.container", "wait", "Wait for containers to stop."),
     "logs": ("berth.cli.container", "logs", "Fetch the logs of a container."),
+    "create": ("berth.cli.container", "create", "Create a new container."),
+    "exec": ("berth.cli.container", "exec_", "Execute a command in a running container."),
+    "pause": ("berth.cli.container", "pause", "Pause all processes within containers."),
+    "unpause": ("berth.cli.container", "unpause", "Unpause all processes within containers."),
+    "rename": ("berth.cli.container", "rename", "Rename a container."),
+    "top": ("berth.cli.container", "top", "Display the running processes of a container."),
+    "container": ("berth.cli.container", "container", "Manage containers."),
 }
 
 

@@ -123,7 +123,7 @@ def run_foreground(state: State, store: Store, cid: str) -> int:
         state.update(cid, status="exited", pid=0, exit_code=125, finished=time.time())
         unmount(state, cid)
         raise
-    state.update(cid, status="exited", pid=0, exit_code=code, finished=time.time())
+    state.update(cid, status="exited", pid=0, exit_code=code, finished=time.time(), paused=0)
     unmount(state, cid)
     return code
 
@@ -237,3 +237,144 @@ def kill(state: State, ref: str, sig: int = 9) -> None:
 
 def get(state: State, ref: str) -> dict:
     return refresh(state, state.get(ref))
+
+
+def exec_in(state: State, ref: str, cmd: list[str], env: list[str] | None = None,
+            user: str | None = None, workdir: str | None = None, detach: bool = False,
+            privileged: bool = False) -> int:
+    """Run another process in a running container; return its exit code (0 when detached)."""
+    from berth.engine.spec import merge_env, resolve_user
+    from berth.runtime.exec import exec_process
+    from berth.runtime.state import state as rt_state
+
+    c = refresh(state, state.get(ref))
+    if c["status"] != "running":
+        raise EngineError(f"container {c['name']} is not running")
+    if c.get("paused"):
+        raise EngineError(f"container {c['name']} is paused, unpause the container before exec")
+    rts = runtime_store()
+    base = (rts.load(c["id"]).get("config") or {}).get("process") or {}
+    rt_state(rts, c["id"])
+    rootfs = os.path.join(state.dir(c["id"]), "rootfs")
+    proc = dict(base)
+    proc["args"] = cmd
+    proc["env"] = merge_env(base.get("env") or [], env or [])
+    proc["terminal"] = False
+    if workdir:
+        proc["cwd"] = workdir
+    if user:
+        uid, gid, groups = resolve_user(user, rootfs)
+        proc["user"] = {"uid": uid, "gid": gid, "additionalGids": groups}
+    if privileged:
+        from berth.runtime.capabilities import NAMES
+        proc["capabilities"] = {k: sorted(NAMES) for k in ("bounding", "effective", "permitted")}
+    return exec_process(rts, c["id"], proc, detach=detach)
+
+
+def pause(state: State, ref: str, frozen: bool = True) -> str:
+    """Freeze (or thaw) every process of a running container (the freezer cgroup)."""
+    from berth.runtime.delete import cgroup_of
+    c = refresh(state, state.get(ref))
+    if c["status"] != "running":
+        raise EngineError(f"container {c['name']} is not running")
+    if bool(c.get("paused")) == frozen:
+        raise EngineError(f"container {c['name']} is {'already' if frozen else 'not'} paused")
+    cg = cgroup_of(runtime_store().load(c["id"]))
+    cg.freeze() if frozen else cg.thaw()
+    state.update(c["id"], paused=1 if frozen else 0)
+    return c["name"]
+
+
+def rename(state: State, ref: str, new: str) -> None:
+    import re
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", new):
+        raise EngineError(f"invalid container name {new!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+    c = state.get(ref)
+    if new in state.names() and new != c["name"]:
+        from berth.engine.errors import NameInUse
+        raise NameInUse(new, state.get(new)["id"])
+    state.update(c["id"], name=new)
+
+
+def top(state: State, ref: str, ps_args: list[str]) -> str:
+    from berth.runtime.ps import table as rt_table
+    c = refresh(state, state.get(ref))
+    if c["status"] != "running":
+        raise EngineError(f"container {c['name']} is not running")
+    return rt_table(runtime_store(), c["id"], ps_args)
+
+
+def prune(state: State) -> list[str]:
+    """Remove every stopped container."""
+    removed = []
+    for c in list_containers(state, all_=True):
+        if c["status"] != "running":
+            remove(state, c["id"])
+            removed.append(c["id"])
+    return removed
+
+
+def inspect(state: State, store: Store, ref: str) -> dict:
+    """docker container inspect's shape (the parts berth knows)."""
+    c = refresh(state, state.get(ref))
+    spec = json.loads(c["spec"])
+    args = json.loads(c["command"])
+
+    def iso(t: float | None) -> str:
+        if not t:
+            return "0001-01-01T00:00:00Z"
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + \
+            f".{int((t % 1) * 1e9):09d}Z"
+
+    running = c["status"] == "running"
+    image_cfg = store.config(c["image_id"]).get("config") or {} if c["image_id"] else {}
+    from berth.engine.spec import merge_env
+    return {
+        "Id": c["id"],
+        "Created": iso(c["created"]),
+        "Path": args[0],
+        "Args": args[1:],
+        "State": {
+            "Status": "paused" if c.get("paused") and running else c["status"],
+            "Running": running, "Paused": bool(c.get("paused")) and running,
+            "Restarting": False, "OOMKilled": False, "Dead": False,
+            "Pid": c["pid"] if running else 0,
+            "ExitCode": c["exit_code"] or 0, "Error": "",
+            "StartedAt": iso(c["started"]), "FinishedAt": iso(c["finished"]),
+        },
+        "Image": c["image_id"],
+        "Name": "/" + c["name"],
+        "RestartCount": c["restart_count"],
+        "Driver": "overlay",
+        "Platform": "linux",
+        "HostConfig": {
+            "Memory": spec.get("memory") or 0,
+            "NanoCpus": int((spec.get("cpus") or 0) * 1e9),
+            "PidsLimit": spec.get("pids_limit"),
+            "ReadonlyRootfs": spec.get("read_only", False),
+            "Privileged": spec.get("privileged", False),
+            "NetworkMode": spec.get("network", "none"),
+            "RestartPolicy": {"Name": spec.get("restart", "no").partition(":")[0],
+                              "MaximumRetryCount": int(spec.get("restart", "no").partition(":")[2]
+                                                       or 0)},
+            "AutoRemove": spec.get("remove", False),
+            "CapAdd": spec.get("cap_add") or None, "CapDrop": spec.get("cap_drop") or None,
+        },
+        "GraphDriver": {"Name": "overlay", "Data": {
+            "UpperDir": os.path.join(state.dir(c["id"]), "upper"),
+            "WorkDir": os.path.join(state.dir(c["id"]), "work"),
+            "MergedDir": os.path.join(state.dir(c["id"]), "rootfs")}},
+        "Config": {
+            "Hostname": spec.get("hostname") or c["id"][:12],
+            "User": spec.get("user") or image_cfg.get("User") or "",
+            "Tty": spec.get("tty", False), "OpenStdin": spec.get("interactive", False),
+            "Env": merge_env(image_cfg.get("Env") or [], spec.get("env") or []),
+            "Cmd": spec.get("cmd") or image_cfg.get("Cmd"),
+            "Entrypoint": spec.get("entrypoint") if spec.get("entrypoint") is not None
+            else image_cfg.get("Entrypoint"),
+            "Image": c["image"],
+            "WorkingDir": spec.get("workdir") or image_cfg.get("WorkingDir") or "",
+            "Labels": spec.get("labels") or {},
+        },
+        "LogPath": os.path.join(state.dir(c["id"]), "json.log"),
+    }

@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS containers (
     restart_count INTEGER NOT NULL DEFAULT 0,
     stop_requested INTEGER NOT NULL DEFAULT 0,   -- a user stopped it: no restart
     supervised INTEGER NOT NULL DEFAULT 0,       -- the supervisor owns it (detached)
+    paused INTEGER NOT NULL DEFAULT 0,
     spec TEXT NOT NULL              -- JSON ContainerSpec
 );
 """
@@ -57,7 +58,8 @@ class State:
         have = {r[1] for r in self.db.execute("PRAGMA table_info(containers)")}
         for col, decl in (("restart_count", "INTEGER NOT NULL DEFAULT 0"),
                           ("stop_requested", "INTEGER NOT NULL DEFAULT 0"),
-                          ("supervised", "INTEGER NOT NULL DEFAULT 0")):
+                          ("supervised", "INTEGER NOT NULL DEFAULT 0"),
+                          ("paused", "INTEGER NOT NULL DEFAULT 0")):
             if col not in have:  # a database from before the column existed
                 self.db.execute(f"ALTER TABLE containers ADD COLUMN {col} {decl}")
         self.db.row_factory = sqlite3.Row

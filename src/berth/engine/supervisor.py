@@ -341,7 +341,8 @@ class Supervisor:
         except RuntimeFailure:
             pass
         containers.unmount(self.state, cid)
-        self.state.update(cid, status="exited", pid=0, exit_code=code, finished=time.time())
+        self.state.update(cid, status="exited", pid=0, exit_code=code, finished=time.time(),
+                          paused=0)
         c = self.state.get(cid)
         if containers.should_restart(c, code):
             self.state.update(cid, restart_count=c["restart_count"] + 1)
