@@ -76,6 +76,11 @@ def _spec_options(fn):
         click.option("-l", "--label", multiple=True),
         click.option("--restart", default="no", show_default=True,
                      help="no, always, unless-stopped or on-failure[:max-retries]."),
+        click.option("-v", "--volume", multiple=True,
+                     help="Bind mount a host path or a named volume: SRC:DST[:ro]."),
+        click.option("--mount", "mounts", multiple=True,
+                     help="type=bind|volume|tmpfs,source=...,target=...[,readonly]."),
+        click.option("--tmpfs", multiple=True, help="Mount a tmpfs: DST[:OPTIONS]."),
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -87,6 +92,7 @@ def _spec_options(fn):
 def _make_spec(kw: dict):
     import os
 
+    from berth.engine import volumes
     from berth.engine.errors import InvalidOption
     from berth.engine.spec import ContainerSpec, parse_memory
 
@@ -107,7 +113,10 @@ def _make_spec(kw: dict):
         interactive=kw["interactive"], remove=kw["remove"],
         labels=dict(x.partition("=")[::2] for x in kw["label"]),
         cap_add=list(kw["cap_add"]), cap_drop=list(kw["cap_drop"]),
-        privileged=kw["privileged"], restart=kw["restart"])
+        privileged=kw["privileged"], restart=kw["restart"],
+        mounts=[*(volumes.parse_volume(v) for v in kw["volume"]),
+                *(volumes.parse_mount(m) for m in kw["mounts"]),
+                *(volumes.parse_tmpfs(t) for t in kw["tmpfs"])])
 
 
 @click.command("run", context_settings={"allow_interspersed_args": False})
@@ -128,7 +137,7 @@ def run(detach: bool, **kw: object) -> None:
         try:
             containers.start_detached(state, cid)
         except BaseException:
-            containers.remove(state, cid, force=True)
+            containers.remove(state, cid, force=True, volumes=True)
             raise
         click.echo(cid)
         return
@@ -136,7 +145,7 @@ def run(detach: bool, **kw: object) -> None:
         code = containers.run_foreground(state, store, cid)
     finally:
         if kw["remove"]:
-            containers.remove(state, cid, force=True)
+            containers.remove(state, cid, force=True, volumes=True)
     sys.exit(code)
 
 
@@ -193,9 +202,10 @@ def ps(all_: bool, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
 
 @click.command("rm")
 @click.option("-f", "--force", is_flag=True, help="Force the removal of a running container.")
+@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes too.")
 @click.argument("refs", nargs=-1, required=True)
 @handled
-def rm(force: bool, refs: tuple[str, ...]) -> None:
+def rm(force: bool, volumes: bool, refs: tuple[str, ...]) -> None:
     """Remove one or more containers."""
     from berth.engine import containers
     from berth.engine.errors import EngineError
@@ -203,7 +213,7 @@ def rm(force: bool, refs: tuple[str, ...]) -> None:
     failed = False
     for ref in refs:
         try:
-            containers.remove(state, ref, force)
+            containers.remove(state, ref, force, volumes)
             click.echo(ref)
         except EngineError as e:
             click.echo(f"Error: {e}", err=True)

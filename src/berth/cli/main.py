@@ -38,6 +38,7 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "rename": ("berth.cli.container", "rename", "Rename a container."),
     "top": ("berth.cli.container", "top", "Display the running processes of a container."),
     "container": ("berth.cli.container", "container", "Manage containers."),
+    "volume": ("berth.cli.volume", "volume", "Manage volumes."),
 }
 
 

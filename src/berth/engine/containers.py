@@ -39,6 +39,8 @@ def create(state: State, store: Store, spec: ContainerSpec) -> str:
     image_id = store.resolve(spec.image)
     image_cfg = store.config(image_id).get("config") or {}
     args = process_args(spec, image_cfg)
+    from berth.engine import volumes
+    spec.mounts = volumes.resolve(state.root, spec.mounts)
     cid = secrets.token_hex(32)
     name = spec.name or generate(state.names())
     d = state.dir(cid)
@@ -80,8 +82,13 @@ def prepare_bundle(state: State, store: Store, c: dict) -> str:
     spec = ContainerSpec.from_dict(json.loads(c["spec"]))
     rootfs = _mount(state, store, c)
     try:
+        from berth.engine import volumes
+        from berth.runtime.mounts import secure_join
+        for m in spec.mounts:
+            if m["type"] == "volume" and not m.get("nocopy"):
+                volumes.seed(state.root, m["source"], secure_join(rootfs, m["target"]))
         config = oci_config(spec, store.config(c["image_id"]).get("config") or {}, rootfs,
-                            f"/berth/{c['id']}", spec.hostname or c["id"][:12])
+                            f"/berth/{c['id']}", spec.hostname or c["id"][:12], state.root)
         bundle = os.path.join(state.dir(c["id"]), "bundle")
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(config, f)
@@ -207,8 +214,9 @@ def list_containers(state: State, all_: bool = False) -> list[dict]:
     return out if all_ else [c for c in out if c["status"] == "running"]
 
 
-def remove(state: State, ref: str, force: bool = False) -> str:
-    """Delete a container and everything it left (snapshot, bundle, runtime state)."""
+def remove(state: State, ref: str, force: bool = False, volumes: bool = False) -> str:
+    """Delete a container and everything it left (snapshot, bundle, runtime state);
+    with `volumes`, its anonymous volumes too."""
     c = refresh(state, state.get(ref))
     if c["status"] == "running":
         if not force:
@@ -224,7 +232,17 @@ def remove(state: State, ref: str, force: bool = False) -> str:
     unmount(state, c["id"])
     shutil.rmtree(state.dir(c["id"]), ignore_errors=True)
     state.remove(c["id"])
+    if volumes:
+        from berth.engine import volumes as vol
+        for m in json.loads(c["spec"]).get("mounts") or []:
+            if m.get("anonymous") and vol.exists(state.root, m["source"]):
+                vol.remove(state.root, m["source"], volumes_in_use(state))
     return c["name"]
+
+
+def volumes_in_use(state: State) -> set[str]:
+    return {m["source"] for c in state.all() for m in json.loads(c["spec"]).get("mounts") or []
+            if m["type"] == "volume"}
 
 
 def kill(state: State, ref: str, sig: int = 9) -> None:

@@ -34,7 +34,8 @@ class ContainerSpec:
                  network: str = "none", tty: bool = False, interactive: bool = False,
                  remove: bool = False, labels: dict[str, str] | None = None,
                  cap_add: list[str] | None = None, cap_drop: list[str] | None = None,
-                 privileged: bool = False, restart: str = "no") -> None:
+                 privileged: bool = False, restart: str = "no",
+                 mounts: list[dict] | None = None) -> None:
         self.image = image
         self.cmd = cmd
         self.entrypoint = entrypoint
@@ -56,6 +57,7 @@ class ContainerSpec:
         self.cap_drop = cap_drop or []
         self.privileged = privileged
         self.restart = parse_restart(restart)
+        self.mounts = mounts or []  # volumes.parse_volume/parse_mount/parse_tmpfs results
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -157,8 +159,13 @@ def _table(rootfs: str, path: str) -> list[list[str]]:
         return []
 
 
+def _user_mounts(root: str, mounts: list[dict]) -> list[dict]:
+    from berth.engine.volumes import oci_mounts
+    return oci_mounts(root, mounts)
+
+
 def oci_config(spec: ContainerSpec, image_cfg: dict, rootfs: str, cgroup: str,
-               hostname: str) -> dict:
+               hostname: str, root: str = "") -> dict:
     """The runtime config.json for a container from `spec` and its image's config."""
     from berth.runtime.capabilities import NAMES
 
@@ -221,6 +228,7 @@ def oci_config(spec: ContainerSpec, image_cfg: dict, rootfs: str, cgroup: str,
              "options": ["nosuid", "noexec", "nodev"]},
             {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
              "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]},
+            *_user_mounts(root, getattr(spec, "mounts", None) or []),
         ],
         "linux": {
             "cgroupsPath": cgroup,
