@@ -438,3 +438,78 @@ container.add_command(ps, "ls")
 for _cmd in (run, create, start, stop, restart, kill, rm, wait, logs, exec_, inspect, pause,
              unpause, rename, top, prune):
     container.add_command(_cmd)
+
+
+@click.command("cp")
+@click.argument("src")
+@click.argument("dest")
+@handled
+def cp(src: str, dest: str) -> None:
+    """Copy files between a container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST."""
+    from berth.engine import files
+    from berth.engine.errors import InvalidOption
+    state, store = _engine()
+    if ":" in src and not src.startswith("/"):
+        ref, _, path = src.partition(":")
+        files.copy_out(state, store, ref, path, dest)
+    elif ":" in dest and not dest.startswith("/"):
+        ref, _, path = dest.partition(":")
+        files.copy_in(state, store, ref, src, path)
+    else:
+        raise InvalidOption("copying between two containers or two host paths is not "
+                            "supported: one side must be CONTAINER:PATH")
+
+
+@click.command("export")
+@click.option("-o", "--output", type=click.Path(dir_okay=False))
+@click.argument("ref")
+@handled
+def export(output: str | None, ref: str) -> None:
+    """Export a container's filesystem as a tar archive."""
+    import os
+
+    from berth.engine import files
+    state, store = _engine()
+    if output is None:
+        if sys.stdout.isatty():
+            raise click.UsageError("refusing to write a tar archive to a terminal: use -o")
+        files.export(state, store, ref, sys.stdout.buffer)
+        return
+    tmp = f"{output}.berth-{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            files.export(state, store, ref, f)
+        os.rename(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@click.command("diff")
+@click.argument("ref")
+@handled
+def diff(ref: str) -> None:
+    """Inspect changes to files on a container's filesystem."""
+    from berth.engine import files
+    state, store = _engine()
+    for kind, path in files.diff(state, store, ref):
+        click.echo(f"{kind} {path}")
+
+
+@click.command("commit")
+@click.option("-m", "--message", default="")
+@click.option("-a", "--author", default="")
+@click.option("-c", "--change", "changes", multiple=True)
+@click.argument("ref")
+@click.argument("name", required=False)
+@handled
+def commit(message: str, author: str, changes: tuple[str, ...], ref: str,
+           name: str | None) -> None:
+    """Create a new image from a container's changes."""
+    from berth.engine import files
+    state, store = _engine()
+    click.echo(files.commit(state, store, ref, name, message, author, list(changes)))
+
+
+for _cmd in (cp, export, diff, commit):
+    container.add_command(_cmd)
