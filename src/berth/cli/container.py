@@ -37,6 +37,23 @@ def handled(fn):
     return wrapper
 
 
+def _pull_if_missing(store, ref: str, policy: str = "missing") -> None:
+    """As docker run does: an image that is not here is pulled first (--pull)."""
+    from berth.images.errors import ImageNotFound
+    if policy == "never":
+        return
+    if policy == "missing":
+        try:
+            store.resolve(ref)
+            return
+        except ImageNotFound:
+            click.echo(f"Unable to find image '{ref}' locally", err=True)
+    from berth.images import progress
+    from berth.images import pull as pulling
+    with progress.for_stream(sys.stderr) as p:
+        pulling.pull(store, ref, None, p)
+
+
 def _env_file(path: str) -> list[str]:
     import os
     out = []
@@ -81,6 +98,9 @@ def _spec_options(fn):
         click.option("--mount", "mounts", multiple=True,
                      help="type=bind|volume|tmpfs,source=...,target=...[,readonly]."),
         click.option("--tmpfs", multiple=True, help="Mount a tmpfs: DST[:OPTIONS]."),
+        click.option("--pull", "pull_policy", default="missing", show_default=True,
+                     type=click.Choice(["always", "missing", "never"]),
+                     help="Pull the image before running."),
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -132,6 +152,7 @@ def run(detach: bool, **kw: object) -> None:
         raise InvalidOption("--rm with --detach is not supported yet")
     spec = _make_spec(kw)
     state, store = _engine()
+    _pull_if_missing(store, spec.image, str(kw["pull_policy"]))
     cid = containers.create(state, store, spec)
     if detach:
         try:
@@ -156,7 +177,9 @@ def create(**kw: object) -> None:
     """Create a new container (start it with `berth start`)."""
     from berth.engine import containers
     state, store = _engine()
-    click.echo(containers.create(state, store, _make_spec(kw)))
+    spec = _make_spec(kw)
+    _pull_if_missing(store, spec.image, str(kw["pull_policy"]))
+    click.echo(containers.create(state, store, spec))
 
 
 def _status(c: dict) -> str:

@@ -334,3 +334,82 @@ image.add_command(images, "ls")
 image.add_command(rmi, "rm")
 for _cmd in (tag, inspect, history, save, load, import_, prune):
     image.add_command(_cmd)
+
+
+@click.command("pull")
+@click.option("--tls-verify/--no-tls-verify", "tls_verify", default=None,
+              help="Verify TLS (default: on, off for localhost and 127.0.0.1).")
+@click.option("--platform", default="linux/amd64", show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="Suppress progress output.")
+@click.argument("ref")
+@handled
+def pull(tls_verify: bool | None, platform: str, quiet: bool, ref: str) -> None:
+    """Download an image from a registry."""
+    from berth.images import progress
+    from berth.images import pull as pulling
+    from berth.images.reference import parse
+    store = _store()
+    if quiet:
+        image_id = pulling.pull(store, ref, tls_verify, progress.discard, platform=platform)
+    else:
+        with progress.for_stream(sys.stderr) as p:
+            image_id = pulling.pull(store, ref, tls_verify, p, platform=platform)
+    r = parse(ref)
+    click.echo(f"{r.short}:{r.tag}" if r.tag and not quiet else image_id if quiet else str(r))
+
+
+@click.command("push")
+@click.option("--tls-verify/--no-tls-verify", "tls_verify", default=None)
+@click.option("-q", "--quiet", is_flag=True)
+@click.argument("ref")
+@click.argument("dest", required=False)
+@handled
+def push(tls_verify: bool | None, quiet: bool, ref: str, dest: str | None) -> None:
+    """Upload an image to a registry (to DEST when given, as podman allows)."""
+    from berth.images import progress
+    from berth.images import push as pushing
+    store = _store()
+    if quiet:
+        digest = pushing.push(store, ref, dest, tls_verify, progress.discard)
+    else:
+        with progress.for_stream(sys.stderr) as p:
+            digest = pushing.push(store, ref, dest, tls_verify, p)
+    click.echo(f"digest: {digest}")
+
+
+@click.command("login")
+@click.option("-u", "--username")
+@click.option("-p", "--password")
+@click.option("--password-stdin", is_flag=True)
+@click.option("--tls-verify/--no-tls-verify", "tls_verify", default=None)
+@click.argument("registry")
+@handled
+def login(username: str | None, password: str | None, password_stdin: bool,
+          tls_verify: bool | None, registry: str) -> None:
+    """Log in to a registry (credentials in the auth.json docker and podman read)."""
+    from berth.images import auth
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    if not username:
+        username = click.prompt("Username")
+    if password is None:
+        password = click.prompt("Password", hide_input=True)
+    auth.login(registry, username, password, tls_verify=tls_verify)
+    click.echo("Login Succeeded")
+
+
+@click.command("logout")
+@click.option("-a", "--all", "all_", is_flag=True)
+@click.argument("registry", required=False)
+@handled
+def logout(all_: bool, registry: str | None) -> None:
+    """Log out from a registry."""
+    from berth.images import auth
+    if not auth.logout(registry, all_=all_):
+        click.echo(f"Not logged in to {registry}", err=True)
+        sys.exit(1)
+    click.echo(f"Removing login credentials for {registry or 'all registries'}")
+
+
+image.add_command(pull)
+image.add_command(push)

@@ -75,7 +75,7 @@ def test_name_conflict_and_missing_image(berth) -> None:  # type: ignore[no-unty
     berth("run", "--name", "taken", "busybox", "true")
     p = berth("run", "--name", "taken", "busybox", "true", check=False)
     assert p.returncode == 125 and 'name "/taken" is already in use' in p.stderr
-    p = berth("run", "--rm", "nosuchimage", "true", check=False)
+    p = berth("run", "--rm", "--pull", "never", "nosuchimage", "true", check=False)
     assert p.returncode == 125 and "not found" in p.stderr
     p = berth("run", "--rm", "busybox", "no-such-command", check=False)
     assert p.returncode != 0 and "not found" in p.stderr

@@ -1,0 +1,436 @@
+"""The registry client against a small in-process registry that speaks real HTTP (aiohttp.web).
+
+What the real docker-registry cannot be made to do is done here: bearer
+tokens from a token service, connections cut in the middle of a blob (with
+and without Range support), a manifest of an unknown media type, schema 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from berth.images.auth import Credentials
+from berth.images.errors import ImageFailure, RegistryError, SizeMismatch
+from berth.images.pull import PullCancelled, pull_async
+from berth.images.registry import (
+    Registry,
+    Unauthorized,
+    is_loopback,
+    parse_challenge,
+)
+from berth.images.store import Store
+from berth.oci import image as oci
+
+# --- pure parts --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header, scheme, params", [
+    ('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
+     'scope="repository:library/busybox:pull"', "bearer",
+     {"realm": "https://auth.docker.io/token", "service": "registry.docker.io",
+      "scope": "repository:library/busybox:pull"}),
+    ('Basic realm="Registry Realm"', "basic", {"realm": "Registry Realm"}),
+    ('Bearer realm="x", scope="a:b:pull,push", error="insufficient_scope"', "bearer",
+     {"realm": "x", "scope": "a:b:pull,push", "error": "insufficient_scope"}),
+    ('Bearer realm=http://h/t,service=s', "bearer", {"realm": "http://h/t", "service": "s"}),
+    ('Bearer realm="a \\"quoted\\" realm"', "bearer", {"realm": 'a "quoted" realm'}),
+])
+def test_parse_challenge(header: str, scheme: str, params: dict) -> None:
+    assert parse_challenge(header) == (scheme, params)
+
+
+@pytest.mark.parametrize("host, loop", [
+    ("localhost:5000", True), ("127.0.0.1:5000", True), ("127.1.2.3", True), ("[::1]:5000", True),
+    ("localhost", True), ("quay.io", False), ("10.0.0.1:5000", False), ("docker.io", False),
+])
+def test_loopback_hosts_are_spoken_to_over_http(host: str, loop: bool) -> None:
+    assert is_loopback(host) is loop
+    assert Registry(host).scheme == ("http" if loop else "https")
+
+
+def test_tls_verify_false_elsewhere_means_unverified_https() -> None:
+    reg = Registry("registry.example:5000", tls_verify=False)
+    assert (reg.scheme, reg.tls_verify) == ("https", False)
+    assert Registry("docker.io").endpoint == "registry-1.docker.io"
+
+
+# --- a fake registry ---------------------------------------------------------------------
+
+
+def layer_blob(files: dict[str, bytes]) -> tuple[bytes, bytes]:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            t.addfile(info, io.BytesIO(content))
+    raw = buf.getvalue()
+    return raw, gzip.compress(raw, mtime=0)
+
+
+class FakeRegistry:
+    """Serves one repository from dicts; knobs for auth, broken connections and Range."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.manifests: dict[str, tuple[bytes, str]] = {}
+        self.auth: str | None = None  # None, "basic" or "bearer"
+        self.token_requests: list[dict] = []
+        self.cut_after: int | None = None  # bytes of a blob sent before the connection drops
+        self.cuts_left = 0
+        self.ranges = True
+        self.range_requests: list[str] = []
+        self.short_content_length = False
+        self.stall = 0.0  # seconds a cut blob waits before the connection drops
+        self.port = 0
+
+    def add_image(self, repo_tag: str, files: dict[str, bytes],
+                  man_type: str = oci.OCI_MANIFEST,
+                  more_layers: tuple[dict[str, bytes], ...] = ()) -> tuple[str, bytes]:
+        """An image of one layer per dict of files; return (config digest, first blob)."""
+        descs, diff_ids, first = [], [], b""
+        for content in (files, *more_layers):
+            raw, blob = layer_blob(content)
+            first = first or blob
+            self.blobs[oci.sha256(blob)] = blob
+            descs.append({"mediaType": oci.OCI_LAYER_GZIP, "digest": oci.sha256(blob),
+                          "size": len(blob)})
+            diff_ids.append(oci.sha256(raw))
+        cfg = json.dumps({"architecture": "amd64", "os": "linux",
+                          "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+        self.blobs[oci.sha256(cfg)] = cfg
+        man = json.dumps({"schemaVersion": 2, "mediaType": man_type,
+                          "config": {"mediaType": oci.OCI_CONFIG, "digest": oci.sha256(cfg),
+                                     "size": len(cfg)},
+                          "layers": descs}).encode()
+        self.manifests[repo_tag] = (man, man_type)
+        self.manifests[repo_tag.split(":")[0] + ":" + oci.sha256(man)] = (man, man_type)
+        return oci.sha256(cfg), first
+
+    def _authorized(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if self.auth is None:
+            return True
+        if self.auth == "basic":
+            return header == "Basic " + base64.b64encode(b"u:p").decode()
+        return header == "Bearer tok-" + request.match_info.get("repo", "").replace("/", "-")
+
+    def _challenge(self, request: web.Request) -> web.Response:
+        if self.auth == "basic":
+            h = 'Basic realm="fake"'
+        else:
+            repo = request.match_info.get("repo", "")
+            h = (f'Bearer realm="http://127.0.0.1:{self.port}/token",service="fake",'
+                 f'scope="repository:{repo}:pull"')
+        return web.json_response({"errors": [{"code": "UNAUTHORIZED",
+                                              "message": "authentication required"}]},
+                                 status=401, headers={"WWW-Authenticate": h})
+
+    async def token(self, request: web.Request) -> web.Response:
+        self.token_requests.append({"query": dict(request.query),
+                                    "scopes": request.query.getall("scope", []),
+                                    "auth": request.headers.get("Authorization")})
+        if request.headers.get("Authorization") != "Basic " + base64.b64encode(b"u:p").decode():
+            return web.json_response({"details": "bad creds"}, status=401)
+        scope = request.query.get("scope", "")
+        repo = scope.split(":")[1] if scope else ""
+        return web.json_response({"token": "tok-" + repo.replace("/", "-"), "expires_in": 300})
+
+    async def ping(self, request: web.Request) -> web.Response:
+        if self.auth and not request.headers.get("Authorization"):
+            return self._challenge(request)
+        if self.auth == "basic" and not self._authorized(request):
+            return self._challenge(request)
+        return web.json_response({})
+
+    async def manifest(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._challenge(request)
+        key = request.match_info["repo"] + ":" + request.match_info["ref"]
+        if key not in self.manifests:
+            return web.json_response({"errors": [{"code": "MANIFEST_UNKNOWN",
+                                                  "message": "manifest unknown"}]}, status=404)
+        data, mt = self.manifests[key]
+        return web.Response(body=data, headers={"Content-Type": mt,
+                                                "Docker-Content-Digest": oci.sha256(data)})
+
+    async def blob(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request):
+            return self._challenge(request)
+        data = self.blobs.get(request.match_info["digest"])
+        if data is None:
+            return web.json_response({"errors": [{"code": "BLOB_UNKNOWN",
+                                                  "message": "blob unknown"}]}, status=404)
+        start, status, headers = 0, 200, {}
+        rng = request.headers.get("Range")
+        if rng:
+            self.range_requests.append(rng)
+        if rng and self.ranges:
+            start = int(rng.removeprefix("bytes=").split("-")[0])
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        body = data[start:]
+        resp = web.StreamResponse(status=status, headers=headers)
+        resp.content_length = len(body) - (len(body) // 2 if self.short_content_length else 0)
+        if self.short_content_length:
+            body = body[: resp.content_length]
+        await resp.prepare(request)
+        if self.cut_after is not None and self.cuts_left > 0 and len(body) > self.cut_after:
+            self.cuts_left -= 1
+            await resp.write(body[: self.cut_after])
+            await asyncio.sleep(self.stall)
+            assert request.transport is not None
+            request.transport.close()
+            return resp
+        await resp.write(body)
+        await resp.write_eof()
+        return resp
+
+    async def __aenter__(self) -> FakeRegistry:
+        app = web.Application()
+        app.router.add_get("/v2/", self.ping)
+        app.router.add_get("/token", self.token)
+        app.router.add_route("*", "/v2/{repo:.+}/manifests/{ref}", self.manifest)
+        app.router.add_route("*", "/v2/{repo:.+}/blobs/{digest}", self.blob)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.cleanup()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@pytest.fixture(autouse=True)
+def no_credential_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pull() looks credentials up: only in an empty directory of this test's."""
+    monkeypatch.setenv("BERTH_AUTH_FILE", str(tmp_path / "auth.json"))
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+@pytest.fixture
+def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = Store(str(tmp_path / "store"))
+    yield s
+    s.close()
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def clean(store: Store) -> None:
+    assert list(store.images()) == []
+    assert os.listdir(store.tmp) == []
+    assert [d for d in os.listdir(store.layers) if d != "l"] == []
+
+
+# --- auth --------------------------------------------------------------------------------
+
+
+def test_bearer_tokens_from_the_token_service(store: Store) -> None:
+    async def main() -> None:
+        async with FakeRegistry() as fake:
+            fake.auth = "bearer"
+            cfg, _ = fake.add_image("team/app:1", {"f": b"hello"})
+            image_id = await pull_async(store, f"{fake.host}/team/app:1",
+                                        credentials=Credentials("u", "p"))
+            assert image_id == cfg
+            assert fake.token_requests[0]["scopes"] == ["repository:team/app:pull"]
+            assert fake.token_requests[0]["query"]["service"] == "fake"
+            assert len(fake.token_requests) == 1  # one token, cached for every request
+            with pytest.raises(Unauthorized, match="token service refused"):
+                await pull_async(store, f"{fake.host}/team/app:1",
+                                 credentials=Credentials("u", "wrong"))
+            with pytest.raises(Unauthorized, match=f"berth login {fake.host}"):
+                await pull_async(store, f"{fake.host}/team/app:1", credentials=None)
+    run(main())
+
+
+def test_basic_auth_and_check_login() -> None:
+    async def main() -> None:
+        async with FakeRegistry() as fake:
+            fake.auth = "basic"
+            async with Registry(fake.host, credentials=Credentials("u", "p")) as reg:
+                await reg.check_login()
+            async with Registry(fake.host, credentials=Credentials("u", "x")) as reg:
+                with pytest.raises(Unauthorized, match="wrong username or password"):
+                    await reg.check_login()
+            async with Registry(fake.host) as reg:
+                with pytest.raises(Unauthorized, match="authentication required"):
+                    await reg.get_manifest("a/b", "1")
+    run(main())
+
+
+# --- broken connections ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ranges", [True, False])
+def test_blob_download_survives_cut_connections(store: Store, ranges: bool) -> None:
+    async def main() -> None:
+        async with FakeRegistry() as fake:
+            cfg, blob = fake.add_image("a/b:1", {"big": os.urandom(300_000)})
+            fake.cut_after, fake.cuts_left, fake.ranges = 100_000, 2, ranges
+            image_id = await pull_async(store, f"{fake.host}/a/b:1")
+            assert image_id == cfg
+            assert fake.cuts_left == 0
+            assert fake.range_requests  # it asked to resume
+            assert fake.range_requests[0].startswith("bytes=")
+    run(main())
+    assert os.listdir(store.tmp) == []
+
+
+def test_blob_stream_resumes_at_the_right_byte() -> None:
+    async def main() -> None:
+        async with FakeRegistry() as fake:
+            data = os.urandom(250_000)
+            digest = oci.sha256(data)
+            fake.blobs[digest] = data
+            for ranges in (True, False):
+                fake.cut_after, fake.cuts_left, fake.ranges = 60_000, 3, ranges
+                async with Registry(fake.host) as reg:
+                    stream = reg.open_blob("x/y", digest, len(data))
+                    got = bytearray()
+                    while chunk := await stream.read(10_000):
+                        got += chunk
+                    await stream.close()
+                assert bytes(got) == data
+                assert stream.restarts == 3
+    run(main())
+
+
+def test_a_connection_that_always_breaks_gives_up_with_a_clear_error(store: Store) -> None:
+    async def main() -> None:
+        async with FakeRegistry() as fake:
+            fake.add_image("a/b:1", {"big": os.urandom(200_000)})
+            fake.cut_after, fake.cuts_left, fake.ranges = 0, 1000, False
+            with pytest.raises(RegistryError, match="download failed after"):
+                await pull_async(store, f"{fake.host}/a/b:1")
+    run(main())
+    clean(store)
+
+
+def test_a_blob_shorter_than_its_descriptor_is_refused_at_once(store: Store) -> None:
+    async def main() -> None:
+        async with FakeRegistry() as fake:
+            fake.add_image("a/b:1", {"big": os.urandom(50_000)})
+            fake.short_content_length = True
+            with pytest.raises(SizeMismatch, match="size mismatch"):
+                await pull_async(store, f"{fake.host}/a/b:1")
+    run(main())
+    clean(store)
+
+
+# --- manifests ---------------------------------------------------------------------------
+
+
+def test_an_unknown_manifest_media_type_is_refused(store: Store) -> None:
+    async def main() -> None:
+        async with FakeRegistry() as fake:
+            fake.add_image("a/b:1", {"f": b"x"}, man_type="application/vnd.example.thing+json")
+            with pytest.raises(ImageFailure, match="unsupported manifest media type "
+                                                   "'application/vnd.example.thing\\+json'"):
+                await pull_async(store, f"{fake.host}/a/b:1")
+    run(main())
+    clean(store)
+    assert os.listdir(store.blobs) == []
+
+
+def test_schema1_is_refused_with_a_reason(store: Store) -> None:
+    async def main() -> None:
+        async with FakeRegistry() as fake:
+            doc = json.dumps({"schemaVersion": 1, "name": "a/b", "tag": "1",
+                              "fsLayers": []}).encode()
+            fake.manifests["a/b:1"] = (doc, "application/vnd.docker.distribution.manifest.v1"
+                                            "+prettyjws")
+            with pytest.raises(ImageFailure, match="schema 1 manifest: not supported"):
+                await pull_async(store, f"{fake.host}/a/b:1")
+    run(main())
+    clean(store)
+
+
+def test_a_manifest_that_does_not_match_its_digest_is_refused(store: Store) -> None:
+    async def main() -> None:
+        async with FakeRegistry() as fake:
+            fake.add_image("a/b:1", {"f": b"x"})
+            man, mt = fake.manifests["a/b:1"]
+            digest = oci.sha256(man)
+            fake.manifests["a/b:" + digest] = (man.replace(b'"schemaVersion": 2',
+                                                           b'"schemaVersion":  2'), mt)
+            with pytest.raises(ImageFailure, match="digest mismatch"):
+                await pull_async(store, f"{fake.host}/a/b@{digest}")
+    run(main())
+    clean(store)
+
+
+def test_one_bad_layer_stops_the_others_and_leaves_nothing_half_done(store: Store) -> None:
+    async def main() -> None:
+        async with FakeRegistry() as fake:
+            _, first = fake.add_image("a/b:1", {"small": b"s" * 1000},
+                                      more_layers=tuple({f"big{i}": os.urandom(400_000)}
+                                                        for i in range(3)))
+            fake.blobs[oci.sha256(first)] = first[:10] + bytes([first[10] ^ 1]) + first[11:]
+            # the big layers stall half way for a while: they are mid-unpack when the small
+            # one fails, and must stop and clean up
+            fake.cut_after, fake.cuts_left, fake.stall = 200_000, 3, 0.5
+            with pytest.raises(ImageFailure, match="digest mismatch|corrupt gzip|not a tar") as e:
+                await pull_async(store, f"{fake.host}/a/b:1")
+            assert not isinstance(e.value, PullCancelled)  # the cause, not its echo
+    run(main())
+    clean(store)
+
+
+def test_thread_reader_hands_over_whole_chunks_and_splits_on_demand() -> None:
+    import threading
+
+    from berth.images.pull import _ThreadReader
+
+    class Chunks:
+        digest = "sha256:x"
+
+        def __init__(self) -> None:
+            self.parts = [b"abcdef", b"gh", b""]
+
+        async def read(self, n: int) -> bytes:
+            return self.parts.pop(0)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        r = _ThreadReader(Chunks(), loop, threading.Event())  # type: ignore[arg-type]
+        got = await asyncio.to_thread(lambda: [r.read(4), r.read(100), r.read(1), r.read(-1),
+                                               r.read(5)])
+        assert got == [b"abcd", b"ef", b"g", b"h", b""]
+    run(main())
+
+
+def test_an_unreachable_registry_is_a_clear_error_soon(store: Store) -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    with pytest.raises(RegistryError, match=f"cannot reach registry 127.0.0.1:{port}"):
+        run(pull_async(store, f"127.0.0.1:{port}/a/b:1"))
+    assert time.monotonic() - t0 < 2
+    clean(store)
