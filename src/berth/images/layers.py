@@ -58,28 +58,39 @@ class _Tee:
 
 
 class _Gunzip:
-    """A streaming gzip decoder with the file-like read() tarfile's stream mode wants."""
+    """A streaming gzip decoder with the file-like read() tarfile's stream mode wants.
+
+    tarfile reads in 512-byte to 10 KiB pieces: the decoded data is kept with a read
+    offset, so a small read never copies the rest of the buffer.
+    """
 
     def __init__(self, src: _Tee) -> None:
         self.src = src
         self.d = zlib.decompressobj(wbits=47)
         self.buf = b""
+        self.pos = 0
         self.eof = False
 
-    def read(self, n: int = -1) -> bytes:
-        n = n if n and n > 0 else 1 << 20
-        while len(self.buf) < n and not self.eof:
-            chunk = self.src.read(1 << 18)
-            if not chunk:
-                self.buf += self.d.flush()
-                self.eof = True
-                break
-            self.buf += self.d.decompress(chunk)
+    def _fill(self) -> None:
+        chunk = self.src.read(1 << 18)
+        if not chunk:
+            out = self.d.flush()
+            self.eof = True
+        else:
+            out = self.d.decompress(chunk)
             while self.d.eof and self.d.unused_data:  # concatenated gzip members
                 rest = self.d.unused_data
                 self.d = zlib.decompressobj(wbits=47)
-                self.buf += self.d.decompress(rest)
-        out, self.buf = self.buf[:n], self.buf[n:]
+                out += self.d.decompress(rest)
+        self.buf = self.buf[self.pos:] + out
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        n = n if n and n > 0 else 1 << 20
+        while len(self.buf) - self.pos < n and not self.eof:
+            self._fill()
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += len(out)
         return out
 
 
