@@ -101,10 +101,8 @@ def prepare_bundle(state: State, store: Store, c: dict) -> str:
 def run_foreground(state: State, store: Store, cid: str) -> int:
     """Start a created container attached to this process's stdio; return its exit code."""
     from berth.runtime import linux
-    from berth.runtime.create import create as rt_create
     from berth.runtime.delete import delete as rt_delete
-    from berth.runtime.run import forward_signals, wait_for
-    from berth.runtime.start import start as rt_start
+    from berth.runtime.run import create_and_start, wait_for
 
     c = state.get(cid)
     if c["status"] == "running":
@@ -115,15 +113,9 @@ def run_foreground(state: State, store: Store, cid: str) -> int:
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
         if os.path.isdir(rts.dir(cid)):
             rt_delete(rts, cid, force=True)  # a leftover of a crashed run
-        pid = rt_create(rts, cid, bundle)
+        pid = create_and_start(rts, cid, bundle, forward=True)
         state.update(cid, status="running", pid=pid, started=time.time(), exit_code=None,
                      finished=None)
-        forward_signals(pid)
-        try:
-            rt_start(rts, cid)
-        except BaseException:
-            rt_delete(rts, cid, force=True)
-            raise
         code = wait_for(pid)
         rt_delete(rts, cid, force=True)
     except BaseException:

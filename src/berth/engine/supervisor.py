@@ -213,9 +213,8 @@ class Supervisor:
 
     def start(self, cid: str) -> int:
         from berth.engine import containers
-        from berth.runtime.create import create as rt_create
         from berth.runtime.delete import delete as rt_delete
-        from berth.runtime.start import start as rt_start
+        from berth.runtime.run import create_and_start
 
         c = self.state.get(cid)
         if c["status"] == "running" and c["pid"] in self.running:
@@ -232,12 +231,7 @@ class Supervisor:
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            pid = rt_create(rts, cid, bundle, stdio=(null, out_w, err_w))
-            try:
-                rt_start(rts, cid)
-            except BaseException:
-                rt_delete(rts, cid, force=True)
-                raise
+            pid = create_and_start(rts, cid, bundle, stdio=(null, out_w, err_w))
         except BaseException:
             for fd in (out_r, err_r):
                 os.close(fd)

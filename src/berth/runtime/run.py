@@ -23,20 +23,30 @@ def run(store: Store, cid: str, bundle: str, pid_file: str | None = None,
         preserve_fds: int = 0, no_pivot: bool = False) -> int:
     if not detach:
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-    pid = create(store, cid, bundle, pid_file, console_socket, preserve_fds, no_pivot)
-    if not detach:
-        forward_signals(pid)
-    try:
-        start(store, cid)
-    except BaseException:
-        delete(store, cid, force=True)
-        raise
+    pid = create_and_start(store, cid, bundle, pid_file, console_socket, preserve_fds, no_pivot,
+                           forward=not detach)
     if detach:
         return 0
     code = wait_for(pid)
     if not keep:
         delete(store, cid, force=True)
     return code
+
+
+def create_and_start(store: Store, cid: str, bundle: str, pid_file: str | None = None,
+                     console_socket: str | None = None, preserve_fds: int = 0,
+                     no_pivot: bool = False, stdio: tuple[int, int, int] | None = None,
+                     forward: bool = False) -> int:
+    """create, then start; a start that fails deletes the container. Return init's pid."""
+    pid = create(store, cid, bundle, pid_file, console_socket, preserve_fds, no_pivot, stdio)
+    if forward:
+        forward_signals(pid)
+    try:
+        start(store, cid)
+    except BaseException:
+        delete(store, cid, force=True)
+        raise
+    return pid
 
 
 def forward_signals(pid: int) -> None:

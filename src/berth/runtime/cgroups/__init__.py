@@ -137,6 +137,22 @@ def finish_warm_up() -> None:
         _warm_up = None
 
 
+def kill_pids(pids, sig: int) -> None:
+    """Signal every process `pids()` lists until it lists none (or half a second passes)."""
+    import time
+
+    for _ in range(50):
+        found = pids()
+        if not found:
+            return
+        for pid in found:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+
+
 def own_cgroups() -> dict[str, str]:
     """The calling process's cgroup per controller ("" is the v2 unified one)."""
     out: dict[str, str] = {}

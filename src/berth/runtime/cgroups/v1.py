@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 import time
 
-from berth.runtime.cgroups import mkdirs, mounts, own_cgroups, read, resolve, rmdirs, write
+from berth.runtime.cgroups import (
+    kill_pids,
+    mkdirs,
+    mounts,
+    own_cgroups,
+    read,
+    resolve,
+    rmdirs,
+    write,
+)
 from berth.runtime.errors import SetupError
 
 # controllers berth puts every container in (others only when resources ask for them)
@@ -87,16 +96,7 @@ class V1:
         raise SetupError(f"cgroup: {d} did not reach {state}")
 
     def kill_all(self, sig: int = 9) -> None:
-        for _ in range(50):
-            pids = self.pids()
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.01)
+        kill_pids(self.pids, sig)
 
     def destroy(self) -> None:
         by_root: dict[str, list[str]] = {}

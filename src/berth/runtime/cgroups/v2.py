@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from berth.runtime.cgroups import mkdirs, own_cgroups, read, resolve, rmdirs, write
+from berth.runtime.cgroups import kill_pids, mkdirs, own_cgroups, read, resolve, rmdirs, write
 from berth.runtime.errors import SetupError
 
 
@@ -84,16 +84,7 @@ class V2:
     def kill_all(self, sig: int = 9) -> None:
         if sig == 9 and os.path.exists(self.dir + "/cgroup.kill"):
             write(self.dir + "/cgroup.kill", "1")
-        for _ in range(50):
-            pids = self.pids()
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.01)
+        kill_pids(self.pids, sig)
 
     def destroy(self) -> None:
         rmdirs(self.created)
