@@ -70,7 +70,7 @@ def _spec_options(fn):
     """The flags `run` and `create` share, as docker names them."""
     opts = [
         click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open."),
-        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY (not yet)."),
+        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
         click.option("--rm", "remove", is_flag=True,
                      help="Remove the container when it exits."),
         click.option("--name", help="Assign a name to the container."),
@@ -116,8 +116,6 @@ def _make_spec(kw: dict):
     from berth.engine.errors import InvalidOption
     from berth.engine.spec import ContainerSpec, parse_memory
 
-    if kw["tty"]:
-        raise InvalidOption("--tty is not supported yet; -i alone keeps stdin open")
     if kw["network"] not in ("none", "host"):
         raise InvalidOption(f"--network {kw['network']}: only none and host exist so far")
     envs = [e for f in kw["env_file"] for e in _env_file(f)]
@@ -150,6 +148,8 @@ def run(detach: bool, **kw: object) -> None:
 
     if detach and kw["remove"]:
         raise InvalidOption("--rm with --detach is not supported yet")
+    if detach and kw["tty"]:
+        raise InvalidOption("--tty with --detach is not supported yet (no attach yet)")
     spec = _make_spec(kw)
     state, store = _engine()
     _pull_if_missing(store, spec.image, str(kw["pull_policy"]))
@@ -344,7 +344,7 @@ def logs(follow: bool, tail: str, timestamps: bool, since: str | None, ref: str)
 @click.command("exec", context_settings={"allow_interspersed_args": False})
 @click.option("-d", "--detach", is_flag=True, help="Run the command in the background.")
 @click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open.")
-@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY (not yet).")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")
 @click.option("-e", "--env", multiple=True, help="Set environment variables.")
 @click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>]).")
 @click.option("-w", "--workdir", help="Working directory inside the container.")
@@ -356,12 +356,9 @@ def exec_(detach: bool, interactive: bool, tty: bool, env: tuple[str, ...], user
           workdir: str | None, privileged: bool, ref: str, command: tuple[str, ...]) -> None:
     """Execute a command in a running container."""
     from berth.engine import containers
-    from berth.engine.errors import InvalidOption
-    if tty:
-        raise InvalidOption("--tty is not supported yet; -i alone keeps stdin open")
     state, _ = _engine()
     sys.exit(containers.exec_in(state, ref, list(command), list(env), user, workdir, detach,
-                                privileged))
+                                privileged, tty, interactive))
 
 
 @click.command("inspect")

@@ -107,24 +107,45 @@ def run_foreground(state: State, store: Store, cid: str) -> int:
     c = state.get(cid)
     if c["status"] == "running":
         raise ContainerRunning(f"container {c['name']} is already running")
+    spec = ContainerSpec.from_dict(json.loads(c["spec"]))
     bundle = prepare_bundle(state, store, c)
     rts = runtime_store()
+    console = None
     try:
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
         if os.path.isdir(rts.dir(cid)):
             rt_delete(rts, cid, force=True)  # a leftover of a crashed run
-        pid = create_and_start(rts, cid, bundle, forward=True)
+        if spec.tty:
+            console = _console()
+        pid = create_and_start(rts, cid, bundle, console_socket=console.path if console else None,
+                               forward=True)
         state.update(cid, status="running", pid=pid, started=time.time(), exit_code=None,
                      finished=None)
+        if console is not None:
+            from berth.engine.tty import proxy
+            master = console.master()
+            console.close()
+            proxy(master, spec.interactive)
         code = wait_for(pid)
         rt_delete(rts, cid, force=True)
     except BaseException:
+        if console is not None:
+            console.close()
         state.update(cid, status="exited", pid=0, exit_code=125, finished=time.time())
         unmount(state, cid)
         raise
     state.update(cid, status="exited", pid=0, exit_code=code, finished=time.time(), paused=0)
     unmount(state, cid)
     return code
+
+
+def _console():
+    """A console socket at a short path (unix socket paths are limited to 108 bytes)."""
+    import tempfile
+
+    from berth.engine.tty import ConsoleSocket
+    d = tempfile.mkdtemp(prefix="berth-tty-")
+    return ConsoleSocket(os.path.join(d, "s"))
 
 
 def start_detached(state: State, cid: str) -> int:
@@ -251,7 +272,7 @@ def get(state: State, ref: str) -> dict:
 
 def exec_in(state: State, ref: str, cmd: list[str], env: list[str] | None = None,
             user: str | None = None, workdir: str | None = None, detach: bool = False,
-            privileged: bool = False) -> int:
+            privileged: bool = False, tty: bool = False, interactive: bool = False) -> int:
     """Run another process in a running container; return its exit code (0 when detached)."""
     from berth.engine.spec import merge_env, resolve_user
     from berth.runtime.exec import exec_process
@@ -269,7 +290,7 @@ def exec_in(state: State, ref: str, cmd: list[str], env: list[str] | None = None
     proc = dict(base)
     proc["args"] = cmd
     proc["env"] = merge_env(base.get("env") or [], env or [])
-    proc["terminal"] = False
+    proc["terminal"] = tty
     if workdir:
         proc["cwd"] = workdir
     if user:
@@ -278,7 +299,28 @@ def exec_in(state: State, ref: str, cmd: list[str], env: list[str] | None = None
     if privileged:
         from berth.runtime.capabilities import NAMES
         proc["capabilities"] = {k: sorted(NAMES) for k in ("bounding", "effective", "permitted")}
-    return exec_process(rts, c["id"], proc, detach=detach)
+    if not tty:
+        return exec_process(rts, c["id"], proc, detach=detach)
+    from berth.engine.tty import proxy
+    from berth.runtime import linux
+    from berth.runtime.run import wait_for
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # the exec'd process is re-parented to us
+    console = _console()
+    pid_file = os.path.join(os.path.dirname(console.path), "pid")
+    try:
+        exec_process(rts, c["id"], proc, detach=True, pid_file=pid_file,
+                     console_socket=console.path)
+        master = console.master()
+        with open(pid_file) as f:
+            pid = int(f.read())
+    finally:
+        console.close()
+        shutil.rmtree(os.path.dirname(console.path), ignore_errors=True)
+    if detach:
+        os.close(master)
+        return 0
+    proxy(master, interactive)
+    return wait_for(pid)
 
 
 def pause(state: State, ref: str, frozen: bool = True) -> str:

@@ -1,0 +1,61 @@
+"""-it: an interactive shell on a pseudo-terminal, driven through a real pty."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.engine.test_run import BERTH, berth  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.root
+
+
+def drive(args: list[str], env: dict, script: bytes, timeout: float = 30) -> tuple[int, str]:
+    """Run `berth ARGS` on a pty, type `script`, return (exit status, what the screen got)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(BERTH, [BERTH, *args], env)
+    out = b""
+    sent = False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            out += data
+        if not sent and (b"# " in out or time.monotonic() > deadline - timeout + 3):
+            os.write(fd, script)
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+def env_for(tmp_path: Path) -> dict:
+    return dict(os.environ, BERTH_ROOT=str(tmp_path / "root"),
+                BERTH_RUNTIME_ROOT=str(tmp_path / "runtime"), TERM="xterm")
+
+
+def test_run_it_gives_an_interactive_shell_on_a_tty(berth, tmp_path: Path) -> None:  # noqa: F811
+    code, screen = drive(["run", "-it", "--rm", "busybox", "sh"], env_for(tmp_path),
+                         b"tty; echo $((6*7)); exit 3\n")
+    assert code == 3
+    assert "/dev/pts/0" in screen and "42" in screen
+
+
+def test_exec_it_joins_a_running_container(berth, tmp_path: Path) -> None:  # noqa: F811
+    berth("run", "-d", "--name", "t", "busybox", "sleep", "60")
+    code, screen = drive(["exec", "-it", "t", "sh"], env_for(tmp_path),
+                         b"cat /proc/1/comm; tty; exit 4\n")
+    assert code == 4
+    assert "sleep" in screen and "/dev/pts/" in screen
