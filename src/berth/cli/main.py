@@ -47,6 +47,8 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "export": ("berth.cli.container", "export", "Export a container's filesystem as a tar."),
     "diff": ("berth.cli.container", "diff", "Changes to files in a container's filesystem."),
     "commit": ("berth.cli.container", "commit", "Create an image from a container's changes."),
+    "system": ("berth.cli.system", "system", "Manage berth (info, df, prune)."),
+    "info": ("berth.cli.system", "info", "Display system-wide information."),
 }
 
 
@@ -89,10 +91,8 @@ def _click_main(argv: list[str]) -> int:
     def runtime(args: tuple[str, ...]) -> None:
         """The OCI runtime (runc-compatible): create, start, state, kill, delete, run, exec..."""
 
-    @cli.command()
-    def version() -> None:
-        """Show berth's version."""
-        click.echo(f"berth {__version__}")
+    from berth.cli.system import version
+    cli.add_command(version)
 
     try:
         rv = cli.main(args=argv, prog_name="berth", standalone_mode=False)

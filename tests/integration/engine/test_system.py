@@ -1,0 +1,33 @@
+"""version, info, system df and system prune."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.integration.engine.test_run import berth  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.root
+
+
+def test_info_counts_and_version(berth) -> None:  # noqa: F811
+    berth("run", "--name", "stopped", "busybox", "true")
+    berth("run", "-d", "--name", "up", "busybox", "sleep", "30")
+    doc = json.loads(berth("info", "-f", "{{json .}}").stdout)
+    assert (doc["Containers"], doc["ContainersRunning"], doc["ContainersStopped"]) == (2, 1, 1)
+    assert doc["Images"] == 1 and doc["Driver"] == "overlay" and doc["CgroupVersion"] in "12"
+    v = json.loads(berth("version", "-f", "{{json .}}").stdout)
+    assert v["Client"]["Arch"] == "amd64" and "berth-runtime" in v["Server"]["Runtime"]
+
+
+def test_df_and_prune(berth) -> None:  # noqa: F811
+    berth("run", "--name", "gone", "-v", "/anon", "busybox", "sh", "-c", "echo x > /f")
+    berth("run", "-d", "--name", "kept", "busybox", "sleep", "30")
+    df = berth("system", "df").stdout.splitlines()
+    assert df[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    assert df[2].split()[:3] == ["Containers", "2", "1"]
+    out = berth("system", "prune", "-f", "--volumes").stdout
+    assert "Deleted Containers:" in out and "Deleted Volumes:" in out
+    assert berth("ps", "-a", "--format", "{{.Names}}").stdout == "kept\n"
+    assert berth("images", "-q").stdout.strip()  # in use by "kept": not pruned
