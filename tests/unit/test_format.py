@@ -36,3 +36,11 @@ def test_human_age() -> None:
     assert human_age(100.0, now=100.5) == "Less than a second ago"
     assert human_age(0.0, now=3 * 86400) == "3 days ago"
     assert human_age(None) == "N/A"
+
+
+def test_nested_fields_and_go_values() -> None:
+    doc = [{"State": {"Running": True, "Pid": 7, "Err": None}, "Args": ["a", "b"]}]
+    assert render("{{.State.Running}} {{.State.Pid}} {{.Args}}", doc) == "true 7 [a b]\n"
+    assert render("{{json .State}}", doc) == '{"Running":true,"Pid":7,"Err":null}\n'
+    with pytest.raises(FormatError, match="can't evaluate field Nope"):
+        render("{{.State.Nope}}", doc)

@@ -145,6 +145,7 @@ def run(detach: bool, **kw: object) -> None:
     """Create and run a new container from an image."""
     from berth.engine import containers
     from berth.engine.errors import InvalidOption
+    from berth.runtime.errors import RuntimeFailure
 
     if detach and kw["remove"]:
         raise InvalidOption("--rm with --detach is not supported yet")
@@ -164,6 +165,12 @@ def run(detach: bool, **kw: object) -> None:
         return
     try:
         code = containers.run_foreground(state, store, cid)
+    except RuntimeFailure as e:
+        # as docker: 127 when the command is not found, 126 when it cannot be run
+        msg = str(e)
+        click.echo(f"Error: {msg}", err=True)
+        code = 127 if "not found" in msg or "no such executable" in msg else \
+            126 if msg.startswith("exec:") else 125
     finally:
         if kw["remove"]:
             containers.remove(state, cid, force=True, volumes=True)

@@ -61,16 +61,31 @@ def _value(expr: str, row: dict) -> str:
         as_json, expr = True, expr[:-6].strip()
     if expr == ".":
         v: object = row
-    elif expr.startswith(".") and expr[1:].replace("_", "").isalnum():
-        if expr[1:] not in row:
-            raise FormatError(f"template: can't evaluate field {expr[1:]} "
-                              f"(fields: {', '.join(sorted(row))})")
-        v = row[expr[1:]]
+    elif expr.startswith(".") and all(p.replace("_", "").isalnum() for p in expr[1:].split(".")):
+        v = row
+        for part in expr[1:].split("."):  # {{.State.Running}}: fields of fields
+            if not isinstance(v, dict) or part not in v:
+                have = ", ".join(sorted(v)) if isinstance(v, dict) else "none"
+                raise FormatError(f"template: can't evaluate field {part} (fields: {have})")
+            v = v[part]
     else:
         raise FormatError(f"template: unsupported expression {{{{{expr}}}}}")
     if as_json:
         return json.dumps(v, separators=(",", ":"))
-    return "" if v is None else str(v)
+    return _go(v)
+
+
+def _go(v: object) -> str:
+    """A value as Go's text/template prints it."""
+    if v is None:
+        return "<no value>"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return "[" + " ".join(_go(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "map[" + " ".join(f"{k}:{_go(x)}" for k, x in sorted(v.items())) + "]"
+    return str(v)
 
 
 def render(template: str, rows: list[dict], headers: dict[str, str] | None = None) -> str:

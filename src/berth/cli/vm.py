@@ -44,7 +44,7 @@ def vm() -> None:
 @click.option("--memory", "-m", default="512M", show_default=True, help="RAM (512M, 1G)")
 @click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default="auto",
               show_default=True)
-@click.option("--machine", type=click.Choice(["q35", "pc", "microvm"]), default="q35",
+@click.option("--machine", type=click.Choice(["q35", "pc"]), default="q35",
               show_default=True)
 @click.option("--kernel", help="kernel for direct boot")
 @click.option("--initrd", help="initramfs for direct boot")

@@ -42,6 +42,8 @@ def create(state: State, store: Store, spec: ContainerSpec) -> str:
     from berth.engine import volumes
     spec.mounts = volumes.resolve(state.root, spec.mounts)
     cid = secrets.token_hex(32)
+    if spec.name is not None:
+        check_name(spec.name)
     name = spec.name or generate(state.names())
     d = state.dir(cid)
     for sub in ("upper", "work", "rootfs", "bundle"):
@@ -337,10 +339,16 @@ def pause(state: State, ref: str, frozen: bool = True) -> str:
     return c["name"]
 
 
-def rename(state: State, ref: str, new: str) -> None:
+def check_name(name: str) -> None:
     import re
-    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", new):
-        raise EngineError(f"invalid container name {new!r}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name):
+        from berth.engine.errors import InvalidOption
+        raise InvalidOption(f"Invalid container name ({name}), only "
+                            "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+
+
+def rename(state: State, ref: str, new: str) -> None:
+    check_name(new)
     c = state.get(ref)
     if new in state.names() and new != c["name"]:
         from berth.engine.errors import NameInUse

@@ -121,9 +121,7 @@ def merge_env(image_env: list[str], extra: list[str]) -> list[str]:
 
 def resolve_user(user: str | None, rootfs: str) -> tuple[int, int, list[int]]:
     """uid, gid and supplementary gids for `-u name|uid[:group|gid]`, from the image's /etc."""
-    if not user:
-        return 0, 0, []
-    name, _, group = user.partition(":")
+    name, _, group = (user or "0").partition(":")
     passwd = _table(rootfs, "etc/passwd")
     groups = _table(rootfs, "etc/group")
     if name.isdigit():
@@ -146,7 +144,7 @@ def resolve_user(user: str | None, rootfs: str) -> tuple[int, int, list[int]]:
     uname = next((r[0] for r in passwd if len(r) > 2 and r[2] == str(uid)), name)
     extra = sorted({int(r[2]) for r in groups if len(r) > 3 and uname in r[3].split(",")}
                    - {gid})
-    return uid, gid, extra
+    return uid, gid, [gid, *extra]  # docker lists the primary group among the groups too
 
 
 def _table(rootfs: str, path: str) -> list[list[str]]:

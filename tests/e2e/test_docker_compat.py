@@ -1,0 +1,141 @@
+"""One script of everyday docker commands, run with `docker` against Debian's dockerd and
+with `berth`: the same exit codes and the same output shapes.
+
+dockerd runs on its own socket, data root and exec root, without iptables or a bridge,
+and is stopped (with its containerd) afterwards. Both engines get the same busybox
+image: berth saves it, docker loads it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.root,
+              pytest.mark.skipif(shutil.which("dockerd") is None or shutil.which("docker") is None,
+                                 reason="dockerd and the docker CLI are needed")]
+
+BERTH = str(Path(sys.executable).parent / "berth")
+HEX64 = re.compile(r"^[0-9a-f]{64}\n$")
+
+# (command, how to compare stdout): "same" exact, "hex64" an id, "head" first line only,
+# "prefix:N" first N characters, "empty", "none" (exit code only)
+SCRIPT: list[tuple[list[str], str]] = [
+    (["run", "--rm", "--network", "none", "busybox", "echo", "hello"], "same"),
+    (["run", "--rm", "--network", "none", "busybox", "sh", "-c", "exit 3"], "same"),
+    (["run", "--rm", "--network", "none", "-e", "A=1", "-w", "/tmp", "-u", "nobody", "busybox",
+      "sh", "-c", "echo $A $(pwd) $(id -u) $(id -g)"], "same"),
+    (["run", "--rm", "--network", "none", "busybox", "id"], "same"),
+    (["run", "--rm", "--network", "none", "--entrypoint", "/bin/echo", "busybox", "hi"], "same"),
+    (["run", "--rm", "--network", "none", "--read-only", "busybox", "touch", "/x"], "none"),
+    (["run", "--rm", "--network", "none", "busybox", "nosuchcommand"], "none"),
+    (["run", "--rm", "--network", "none", "-h", "boxname", "busybox", "hostname"], "same"),
+    (["run", "-d", "--name", "compat1", "--network", "none", "busybox", "sleep", "30"], "hex64"),
+    (["ps"], "head"),
+    (["ps", "--format", "{{.Names}} {{.Image}} {{.Command}}"], "same"),
+    (["exec", "compat1", "cat", "/proc/1/comm"], "same"),
+    (["exec", "compat1", "sh", "-c", "exit 5"], "same"),
+    (["logs", "compat1"], "empty"),
+    (["inspect", "-f", "{{.State.Running}} {{.Name}} {{.Path}}", "compat1"], "same"),
+    (["stop", "-t", "1", "compat1"], "same"),
+    (["wait", "compat1"], "same"),
+    (["ps", "-a", "--format", "{{.Names}}"], "same"),
+    (["ps", "-a", "--format", "{{.Status}}"], "prefix:12"),
+    (["rm", "compat1"], "same"),
+    (["rm", "compat1"], "empty"),
+    (["images", "--format", "{{.Repository}}:{{.Tag}}"], "same"),
+    (["images"], "head"),
+    (["tag", "busybox", "mytag:1"], "same"),
+    (["images", "--format", "{{.Repository}}:{{.Tag}}", "mytag"], "same"),
+    (["rmi", "mytag:1"], "same"),
+    (["volume", "create", "compatvol"], "same"),
+    (["run", "--rm", "--network", "none", "-v", "compatvol:/data", "busybox", "sh", "-c",
+      "echo x > /data/f; cat /data/f"], "same"),
+    (["volume", "ls", "--format", "{{.Name}}"], "same"),
+    (["volume", "rm", "compatvol"], "same"),
+    (["volume", "rm", "compatvol"], "empty"),
+    (["run", "--rm", "--network", "none", "--name", "x", "busybox", "true"], "empty"),
+]
+
+
+@pytest.fixture(scope="module")
+def engines(busybox_image: Path):  # type: ignore[no-untyped-def]
+    base = Path(tempfile.mkdtemp(prefix="bdk-", dir="/tmp"))  # socket paths must stay short
+    sock = base / "d.sock"
+    log = open(base / "log", "w")  # noqa: SIM115 - closed in finally
+    daemon = subprocess.Popen(
+        ["dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none",
+         "--host", f"unix://{sock}", "--data-root", str(base / "data"),
+         "--exec-root", str(base / "exec"), "--pidfile", str(base / "d.pid")],
+        stdout=log, stderr=subprocess.STDOUT)
+    docker = ["docker", "-H", f"unix://{sock}"]
+    env = dict(os.environ, BERTH_ROOT=str(base / "berth"),
+               BERTH_RUNTIME_ROOT=str(base / "berth-rt"))
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run([*docker, "info"], capture_output=True).returncode != 0:
+            if time.monotonic() > deadline or daemon.poll() is not None:
+                pytest.fail("dockerd did not start: " + (base / "log").read_text()[-2000:])
+            time.sleep(0.2)
+        subprocess.run([BERTH, "load", "-i", str(busybox_image / "oci")], env=env, check=True,
+                       capture_output=True)
+        subprocess.run([BERTH, "tag", "localhost/image:latest", "busybox"], env=env, check=True)
+        subprocess.run([BERTH, "rmi", "localhost/image:latest"], env=env, check=True,
+                       capture_output=True)
+        subprocess.run([BERTH, "save", "-o", str(base / "bb.tar"), "busybox"], env=env,
+                       check=True)
+        subprocess.run([*docker, "load", "-i", str(base / "bb.tar")], check=True,
+                       capture_output=True)
+        yield docker, [BERTH], env
+    finally:
+        subprocess.run([*docker, "rm", "-f", "compat1"], capture_output=True)
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        ids = subprocess.run([BERTH, "ps", "-aq"], env=env, capture_output=True,
+                             text=True).stdout.split()
+        if ids:
+            subprocess.run([BERTH, "rm", "-f", *ids], env=env, capture_output=True)
+        log.close()
+        subprocess.run(["umount", "-R", str(base / "data")], capture_output=True)
+        subprocess.run(["umount", "-R", str(base / "exec")], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_same_script_same_results(engines) -> None:  # type: ignore[no-untyped-def]
+    docker, berth, env = engines
+    mismatches = []
+    for args, how in SCRIPT:
+        d = subprocess.run([*docker, *args], capture_output=True, text=True, timeout=120)
+        b = subprocess.run([*berth, *args], capture_output=True, text=True, timeout=120, env=env)
+        where = " ".join(args)
+        if (d.returncode == 0) != (b.returncode == 0) or (
+                d.returncode not in (0, 1, 125) and d.returncode != b.returncode):
+            mismatches.append(f"{where}: exit docker {d.returncode} berth {b.returncode} "
+                              f"({d.stderr.strip()[:120]} | {b.stderr.strip()[:120]})")
+            continue
+        if how == "same" and d.stdout != b.stdout:
+            mismatches.append(f"{where}: stdout docker {d.stdout!r} berth {b.stdout!r}")
+        elif how == "hex64" and not (HEX64.match(d.stdout) and HEX64.match(b.stdout)):
+            mismatches.append(f"{where}: not an id: {d.stdout!r} {b.stdout!r}")
+        elif how == "head" and d.stdout.split("\n")[0].split() != \
+                b.stdout.split("\n")[0].split():
+            mismatches.append(f"{where}: header docker {d.stdout.splitlines()[:1]} "
+                              f"berth {b.stdout.splitlines()[:1]}")
+        elif how.startswith("prefix:") and d.stdout[:int(how[7:])] != b.stdout[:int(how[7:])]:
+            mismatches.append(f"{where}: docker {d.stdout!r} berth {b.stdout!r}")
+        elif how == "empty" and (d.stdout, b.stdout) != ("", ""):
+            mismatches.append(f"{where}: expected no output: {d.stdout!r} {b.stdout!r}")
+    assert mismatches == []
