@@ -52,9 +52,9 @@ def test_detached_logs_wait_and_idle_exit(berth, tmp_path: Path) -> None:  # noq
 
 
 def test_logs_follow_until_exit(berth) -> None:  # noqa: F811
-    berth("run", "-d", "--name", "f", "busybox", "sh", "-c",
+    berth("run", "-d", "--name", "f1", "busybox", "sh", "-c",
           "for i in 1 2 3 4; do echo line$i; sleep 0.2; done")
-    assert berth("logs", "-f", "f").stdout == "line1\nline2\nline3\nline4\n"
+    assert berth("logs", "-f", "f1").stdout == "line1\nline2\nline3\nline4\n"
 
 
 def test_stop_sends_the_signal_then_kills(berth) -> None:  # noqa: F811

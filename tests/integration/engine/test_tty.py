@@ -54,8 +54,8 @@ def test_run_it_gives_an_interactive_shell_on_a_tty(berth, tmp_path: Path) -> No
 
 
 def test_exec_it_joins_a_running_container(berth, tmp_path: Path) -> None:  # noqa: F811
-    berth("run", "-d", "--name", "t", "busybox", "sleep", "60")
-    code, screen = drive(["exec", "-it", "t", "sh"], env_for(tmp_path),
+    berth("run", "-d", "--name", "t1", "busybox", "sleep", "60")
+    code, screen = drive(["exec", "-it", "t1", "sh"], env_for(tmp_path),
                          b"cat /proc/1/comm; tty; exit 4\n")
     assert code == 4
     assert "sleep" in screen and "/dev/pts/" in screen

@@ -29,19 +29,19 @@ def test_create_then_start_and_exec(berth) -> None:  # noqa: F811
 
 
 def test_pause_freezes_the_processes(berth) -> None:  # noqa: F811
-    cid = berth("run", "-d", "--name", "p", "busybox", "sh", "-c",
+    cid = berth("run", "-d", "--name", "p1", "busybox", "sh", "-c",
                 "while true; do date +%s%N > /tmp/tick; sleep 0.05; done").stdout.strip()
-    until(lambda: berth("exec", "p", "cat", "/tmp/tick", check=False).returncode == 0)
-    berth("pause", "p")
-    state = json.loads(berth("inspect", "p").stdout)[0]["State"]
+    until(lambda: berth("exec", "p1", "cat", "/tmp/tick", check=False).returncode == 0)
+    berth("pause", "p1")
+    state = json.loads(berth("inspect", "p1").stdout)[0]["State"]
     assert state["Status"] == "paused" and state["Paused"] is True
     freezer = Path(f"/sys/fs/cgroup/freezer/berth/{cid}/freezer.state")
     assert freezer.read_text().strip() == "FROZEN"
-    assert "paused" in berth("exec", "p", "true", check=False).stderr
-    berth("unpause", "p")
+    assert "paused" in berth("exec", "p1", "true", check=False).stderr
+    berth("unpause", "p1")
     assert freezer.read_text().strip() == "THAWED"
-    a = berth("exec", "p", "cat", "/tmp/tick").stdout
-    until(lambda: berth("exec", "p", "cat", "/tmp/tick").stdout != a)  # it ticks again
+    a = berth("exec", "p1", "cat", "/tmp/tick").stdout
+    until(lambda: berth("exec", "p1", "cat", "/tmp/tick").stdout != a)  # it ticks again
 
 
 def test_rename_top_and_inspect_shape(berth) -> None:  # noqa: F811
