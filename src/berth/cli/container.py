@@ -80,8 +80,8 @@ def _spec_options(fn):
         click.option("-u", "--user",
                      help="Username or UID (format: <name|uid>[:<group|gid>])."),
         click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image."),
-        click.option("--network", "--net", default="none", show_default=True,
-                     help="none or host (bridges come with the engine's networking)."),
+        click.option("--network", "--net", default="bridge", show_default=True,
+                     help="bridge, a network's name, none or host."),
         click.option("-h", "--hostname", help="Container host name."),
         click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only."),
         click.option("-m", "--memory", help="Memory limit (e.g. 64m)."),
@@ -116,8 +116,8 @@ def _make_spec(kw: dict):
     from berth.engine.errors import InvalidOption
     from berth.engine.spec import ContainerSpec, parse_memory
 
-    if kw["network"] not in ("none", "host"):
-        raise InvalidOption(f"--network {kw['network']}: only none and host exist so far")
+    if str(kw["network"]).startswith("container:"):
+        raise InvalidOption("--network container:ID is not supported yet")
     envs = [e for f in kw["env_file"] for e in _env_file(f)]
     envs += [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in kw["env"]]
     ep = kw["entrypoint"]

@@ -83,7 +83,17 @@ def prepare_bundle(state: State, store: Store, c: dict) -> str:
     """Mount the container's snapshot and write its config.json; return the bundle dir."""
     spec = ContainerSpec.from_dict(json.loads(c["spec"]))
     rootfs = _mount(state, store, c)
+    extra_mounts = []
     try:
+        if spec.network not in ("none", "host"):
+            from berth.engine import networks
+            ep = networks.allocate(state, c["id"], spec.network)
+            hosts = os.path.join(state.dir(c["id"]), "hosts")
+            with open(hosts, "w") as f:
+                f.write(networks.hosts_file(ep["IP"], spec.hostname or c["id"][:12],
+                                            networks.peers(state, c["id"], ep["Name"])))
+            extra_mounts.append({"destination": "/etc/hosts", "type": "bind", "source": hosts,
+                                 "options": ["rbind", "rprivate"]})
         from berth.engine import volumes
         from berth.runtime.mounts import secure_join
         for m in spec.mounts:
@@ -91,13 +101,29 @@ def prepare_bundle(state: State, store: Store, c: dict) -> str:
                 volumes.seed(state.root, m["source"], secure_join(rootfs, m["target"]))
         config = oci_config(spec, store.config(c["image_id"]).get("config") or {}, rootfs,
                             f"/berth/{c['id']}", spec.hostname or c["id"][:12], state.root)
+        config["mounts"] += extra_mounts
         bundle = os.path.join(state.dir(c["id"]), "bundle")
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(config, f)
     except BaseException:
         unmount(state, c["id"])
+        release_network(state, c["id"])
         raise
     return bundle
+
+
+def plug_network(state: State, cid: str):
+    """The create->start hook that plugs the container into its network (None: nothing)."""
+    spec = json.loads(state.get(cid)["spec"])
+    if spec.get("network", "none") in ("none", "host"):
+        return None
+    from berth.engine import networks
+    return lambda pid: networks.attach(state, cid, pid, spec["network"])
+
+
+def release_network(state: State, cid: str) -> None:
+    from berth.engine import networks
+    networks.detach(state, cid)
 
 
 def run_foreground(state: State, store: Store, cid: str) -> int:
@@ -120,7 +146,7 @@ def run_foreground(state: State, store: Store, cid: str) -> int:
         if spec.tty:
             console = _console()
         pid = create_and_start(rts, cid, bundle, console_socket=console.path if console else None,
-                               forward=True)
+                               forward=True, between=plug_network(state, cid))
         state.update(cid, status="running", pid=pid, started=time.time(), exit_code=None,
                      finished=None)
         if console is not None:
@@ -135,9 +161,11 @@ def run_foreground(state: State, store: Store, cid: str) -> int:
             console.close()
         state.update(cid, status="exited", pid=0, exit_code=125, finished=time.time())
         unmount(state, cid)
+        release_network(state, cid)
         raise
     state.update(cid, status="exited", pid=0, exit_code=code, finished=time.time(), paused=0)
     unmount(state, cid)
+    release_network(state, cid)
     return code
 
 
@@ -245,6 +273,7 @@ def remove(state: State, ref: str, force: bool = False, volumes: bool = False) -
     except RtNotFound:
         pass
     unmount(state, c["id"])
+    release_network(state, c["id"])
     shutil.rmtree(state.dir(c["id"]), ignore_errors=True)
     state.remove(c["id"])
     if volumes:

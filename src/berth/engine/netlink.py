@@ -161,7 +161,7 @@ class Netlink:
                       f"default route via {gateway} dev {dev}")
 
 
-def in_netns(netns_path: str, fn) -> None:  # type: ignore[no-untyped-def]
+def in_netns(netns_path: str, fn) -> None:
     """Run fn(Netlink) inside another network namespace (in a forked child); errors return."""
     r, w = os.pipe()
     pid = os.fork()

@@ -31,7 +31,7 @@ class ContainerSpec:
                  hostname: str | None = None, name: str | None = None,
                  read_only: bool = False, memory: int | None = None,
                  cpus: float | None = None, pids_limit: int | None = None,
-                 network: str = "none", tty: bool = False, interactive: bool = False,
+                 network: str = "bridge", tty: bool = False, interactive: bool = False,
                  remove: bool = False, labels: dict[str, str] | None = None,
                  cap_add: list[str] | None = None, cap_drop: list[str] | None = None,
                  privileged: bool = False, restart: str = "no",

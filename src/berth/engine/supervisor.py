@@ -231,11 +231,13 @@ class Supervisor:
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            pid = create_and_start(rts, cid, bundle, stdio=(null, out_w, err_w))
+            pid = create_and_start(rts, cid, bundle, stdio=(null, out_w, err_w),
+                                   between=containers.plug_network(self.state, cid))
         except BaseException:
             for fd in (out_r, err_r):
                 os.close(fd)
             containers.unmount(self.state, cid)
+            containers.release_network(self.state, cid)
             raise
         finally:
             for fd in (out_w, err_w, null):
@@ -335,6 +337,7 @@ class Supervisor:
         except RuntimeFailure:
             pass
         containers.unmount(self.state, cid)
+        containers.release_network(self.state, cid)
         self.state.update(cid, status="exited", pid=0, exit_code=code, finished=time.time(),
                           paused=0)
         c = self.state.get(cid)

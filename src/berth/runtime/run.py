@@ -36,12 +36,18 @@ def run(store: Store, cid: str, bundle: str, pid_file: str | None = None,
 def create_and_start(store: Store, cid: str, bundle: str, pid_file: str | None = None,
                      console_socket: str | None = None, preserve_fds: int = 0,
                      no_pivot: bool = False, stdio: tuple[int, int, int] | None = None,
-                     forward: bool = False) -> int:
-    """create, then start; a start that fails deletes the container. Return init's pid."""
+                     forward: bool = False, between=None) -> int:
+    """create, then start; a start that fails deletes the container. Return init's pid.
+
+    `between(pid)`, when given, runs after create and before start (an engine plugs
+    the container's network namespace in there, as CNI does).
+    """
     pid = create(store, cid, bundle, pid_file, console_socket, preserve_fds, no_pivot, stdio)
     if forward:
         forward_signals(pid)
     try:
+        if between is not None:
+            between(pid)
         start(store, cid)
     except BaseException:
         delete(store, cid, force=True)

@@ -106,5 +106,5 @@ def test_same_answers_as_podman(berth, busybox_rootfs: Path) -> None:  # type: i
                                 text=True, check=True).stdout
     finally:
         subprocess.run(["podman", "rmi", "-f", name], capture_output=True)
-    ours = berth("run", "--rm", "busybox", "sh", "-c", script).stdout
+    ours = berth("run", "--rm", "--network", "none", "busybox", "sh", "-c", script).stdout
     assert ours == theirs

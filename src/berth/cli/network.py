@@ -1,0 +1,91 @@
+"""`berth network`: create, ls, rm, inspect (docker's names and columns)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from berth.cli.container import _engine, handled
+from berth.cli.format import render, table
+
+
+@click.group("network")
+def network() -> None:
+    """Manage networks."""
+
+
+@network.command("create")
+@click.option("--subnet", help="An IPv4 subnet in CIDR form (default: a free /24).")
+@click.option("-d", "--driver", default="bridge", show_default=True)
+@click.argument("name")
+@handled
+def create(subnet: str | None, driver: str, name: str) -> None:
+    """Create a network."""
+    from berth.engine import networks
+    from berth.engine.errors import InvalidOption
+    if driver != "bridge":
+        raise InvalidOption(f"network driver {driver!r} is not supported (bridge only)")
+    state, _ = _engine()
+    click.echo(networks.create(state, name, subnet)["Id"])
+
+
+@network.command("ls")
+@click.option("-q", "--quiet", is_flag=True)
+@click.option("--format", "fmt")
+@handled
+def ls(quiet: bool, fmt: str | None) -> None:
+    """List networks."""
+    from berth.engine import networks
+    state, _ = _engine()
+    rows = [{"ID": net["Id"][:12], "Name": net["Name"], "Driver": "bridge", "Scope": "local"}
+            for net in (networks.get(state, n) for n in networks.names(state))]
+    rows += [{"ID": "host", "Name": "host", "Driver": "host", "Scope": "local"},
+             {"ID": "none", "Name": "none", "Driver": "null", "Scope": "local"}]
+    if quiet:
+        click.echo("".join(r["ID"] + "\n" for r in rows), nl=False)
+    elif fmt:
+        click.echo(render(fmt, rows, {"ID": "NETWORK ID"}), nl=False)
+    else:
+        click.echo(table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
+                         [[r["ID"], r["Name"], r["Driver"], r["Scope"]] for r in rows]),
+                   nl=False)
+
+
+@network.command("inspect")
+@click.argument("names", nargs=-1, required=True)
+@handled
+def inspect(names: tuple[str, ...]) -> None:
+    """Display detailed information on one or more networks."""
+    from berth.engine import networks
+    state, _ = _engine()
+    docs = []
+    for n in names:
+        net = networks.get(state, n)
+        docs.append({"Name": net["Name"], "Id": net["Id"], "Driver": "bridge", "Scope": "local",
+                     "IPAM": {"Driver": "default", "Config": [
+                         {"Subnet": net["Subnet"], "Gateway": net["Gateway"]}]},
+                     "Options": {"com.docker.network.bridge.name": net["Bridge"]},
+                     "Containers": {cid: {} for cid in net["Containers"]}})
+    click.echo(json.dumps(docs, indent=4))
+
+
+@network.command("rm")
+@click.argument("names", nargs=-1, required=True)
+@handled
+def rm(names: tuple[str, ...]) -> None:
+    """Remove one or more networks."""
+    from berth.engine import networks
+    from berth.engine.errors import EngineError
+    state, _ = _engine()
+    failed = False
+    for n in names:
+        try:
+            networks.remove(state, n)
+            click.echo(n)
+        except EngineError as e:
+            click.echo(f"Error: {e}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)

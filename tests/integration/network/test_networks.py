@@ -1,0 +1,83 @@
+"""Container networks end to end: the default bridge, user networks, names, isolation, cleanup."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.integration.engine.test_detached import until
+from tests.integration.engine.test_run import berth  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.root
+
+
+def links() -> str:
+    return subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+
+
+def nft_tables() -> str:
+    return subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+
+
+def ip_of(berth, name: str) -> str:  # type: ignore[no-untyped-def]  # noqa: F811
+    out = berth("exec", name, "sh", "-c", "ip -4 -o addr show eth0 2>/dev/null || "
+                "ifconfig eth0").stdout
+    import re
+    return re.search(r"(10\.89\.\d+\.\d+)", out).group(1)  # type: ignore[union-attr]
+
+
+def test_default_bridge_host_reaches_container_and_names_resolve(berth) -> None:  # noqa: F811
+    berth("run", "-d", "--name", "web", "busybox", "sh", "-c",
+          "echo served > /tmp/index.html; httpd -f -p 80 -h /tmp")
+    addr = ip_of(berth, "web")
+    body = until(lambda: _get(f"http://{addr}/index.html"))
+    assert body == "served\n"  # from the host, over the bridge
+    p = berth("run", "--rm", "busybox", "sh", "-c",
+              "ls /sys/class/net | sort | tr '\\n' ' '; wget -qO- http://web/index.html")
+    assert p.stdout == "eth0 lo served\n"  # a second container, by name
+    doc = json.loads(berth("network", "inspect", "bridge").stdout)[0]
+    assert doc["IPAM"]["Config"][0]["Subnet"].startswith("10.89.")
+    bridge = doc["Options"]["com.docker.network.bridge.name"]
+    assert bridge in links() and "berth" in nft_tables()
+    berth("rm", "-f", "web")
+    assert bridge not in links()  # the last container out takes the bridge with it
+    assert "table ip berth" not in nft_tables()
+    assert " vb" not in links()
+
+
+def _get(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.read().decode()
+    except OSError:
+        return None
+
+
+def test_user_networks_are_isolated_from_each_other(berth) -> None:  # noqa: F811
+    berth("network", "create", "front")
+    berth("network", "create", "back")
+    berth("run", "-d", "--name", "db", "--network", "back", "busybox", "sleep", "60")
+    db_ip = ip_of(berth, "db")
+    same = berth("run", "--rm", "--network", "back", "busybox", "sh", "-c",
+                 "ping -c1 -W2 db >/dev/null && echo reach").stdout
+    assert same == "reach\n"
+    other = berth("run", "--rm", "--network", "front", "busybox", "sh", "-c",
+                  f"ping -c1 -W1 {db_ip} >/dev/null 2>&1 && echo LEAK || echo isolated").stdout
+    assert other == "isolated\n"
+    assert berth("network", "rm", "back", check=False).returncode == 1  # in use
+    berth("rm", "-f", "db")
+    assert berth("network", "rm", "front", "back").stdout == "front\nback\n"
+    names = berth("network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert names == ["bridge", "host", "none"]
+
+
+def test_none_and_host_modes(berth) -> None:  # noqa: F811
+    assert berth("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net"
+                 ).stdout.split() == ["lo"]
+    host_ifaces = sorted(p.name for p in Path("/sys/class/net").iterdir())
+    assert sorted(berth("run", "--rm", "--network", "host", "busybox", "ls",
+                        "/sys/class/net").stdout.split()) == host_ifaces
