@@ -98,6 +98,10 @@ def _spec_options(fn):
         click.option("--mount", "mounts", multiple=True,
                      help="type=bind|volume|tmpfs,source=...,target=...[,readonly]."),
         click.option("--tmpfs", multiple=True, help="Mount a tmpfs: DST[:OPTIONS]."),
+        click.option("-p", "--publish", multiple=True,
+                     help="Publish a port: [ip:][hostPort:]containerPort[/proto]."),
+        click.option("-P", "--publish-all", is_flag=True,
+                     help="Publish every EXPOSEd port to a random host port."),
         click.option("--pull", "pull_policy", default="missing", show_default=True,
                      type=click.Choice(["always", "missing", "never"]),
                      help="Pull the image before running."),
@@ -112,7 +116,7 @@ def _spec_options(fn):
 def _make_spec(kw: dict):
     import os
 
-    from berth.engine import volumes
+    from berth.engine import ports, volumes
     from berth.engine.errors import InvalidOption
     from berth.engine.spec import ContainerSpec, parse_memory
 
@@ -134,7 +138,8 @@ def _make_spec(kw: dict):
         privileged=kw["privileged"], restart=kw["restart"],
         mounts=[*(volumes.parse_volume(v) for v in kw["volume"]),
                 *(volumes.parse_mount(m) for m in kw["mounts"]),
-                *(volumes.parse_tmpfs(t) for t in kw["tmpfs"])])
+                *(volumes.parse_tmpfs(t) for t in kw["tmpfs"])],
+        ports=[ports.parse(p) for p in kw["publish"]], publish_all=bool(kw["publish_all"]))
 
 
 @click.command("run", context_settings={"allow_interspersed_args": False})
@@ -189,6 +194,12 @@ def create(**kw: object) -> None:
     click.echo(containers.create(state, store, spec))
 
 
+def _ports_of(c: dict) -> list[str]:
+    from berth.engine.ports import describe
+    return [describe(m) for m in json.loads(c.get("ports") or "[]")] \
+        if c["status"] == "running" else []
+
+
 def _status(c: dict) -> str:
     if c["status"] == "running":
         return "Up " + human_age(c["started"]).replace(" ago", "").replace(
@@ -218,7 +229,8 @@ def ps(all_: bool, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
                      "Command": f'"{cmd}"', "CreatedAt": time.strftime(
                          "%Y-%m-%d %H:%M:%S %z", time.localtime(c["created"])),
                      "RunningFor": human_age(c["created"]), "Status": _status(c),
-                     "Ports": "", "Names": c["name"], "State": c["status"]})
+                     "Ports": ", ".join(_ports_of(c)), "Names": c["name"],
+                     "State": c["status"]})
     if quiet:
         click.echo("".join(r["ID"] + "\n" for r in rows), nl=False)
     elif fmt:
@@ -540,3 +552,29 @@ def commit(message: str, author: str, changes: tuple[str, ...], ref: str,
 
 for _cmd in (cp, export, diff, commit):
     container.add_command(_cmd)
+
+
+@click.command("port")
+@click.argument("ref")
+@click.argument("private", required=False)
+@handled
+def port(ref: str, private: str | None) -> None:
+    """List port mappings of a container (or the one of PRIVATE_PORT[/PROTO])."""
+    from berth.engine import containers
+    from berth.engine.errors import EngineError
+    state, _ = _engine()
+    c = containers.get(state, ref)
+    maps = json.loads(c.get("ports") or "[]") if c["status"] == "running" else []
+    if private:
+        num, _, proto = private.partition("/")
+        maps = [m for m in maps if str(m["container"]) == num and m["proto"] == (proto or "tcp")]
+        if not maps:
+            raise EngineError(f"No public port '{private}' published for {ref}")
+        for m in maps:
+            click.echo(f"{m['ip'] or '0.0.0.0'}:{m['host']}")
+        return
+    for m in maps:
+        click.echo(f"{m['container']}/{m['proto']} -> {m['ip'] or '0.0.0.0'}:{m['host']}")
+
+
+container.add_command(port)

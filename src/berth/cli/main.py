@@ -44,6 +44,7 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "container": ("berth.cli.container", "container", "Manage containers."),
     "volume": ("berth.cli.volume", "volume", "Manage volumes."),
     "network": ("berth.cli.network", "network", "Manage networks."),
+    "port": ("berth.cli.container", "port", "List port mappings of a container."),
     "cp": ("berth.cli.container", "cp", "Copy files between a container and the host."),
     "export": ("berth.cli.container", "export", "Export a container's filesystem as a tar."),
     "diff": ("berth.cli.container", "diff", "Changes to files in a container's filesystem."),

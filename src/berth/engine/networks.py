@@ -188,7 +188,32 @@ def attach(state: State, cid: str, pid: int, name: str) -> dict:
         nl.add_default_route(ep["Gateway"], "eth0")
 
     in_netns(f"/proc/{pid}/ns/net", inside)
+    publish(state, cid, ep["IP"])
     return {**ep, "MacAddress": mac}
+
+
+def publish(state: State, cid: str, ip: str) -> None:
+    """DNAT the container's published ports (-p, -P) to its address."""
+    import json
+
+    from berth.engine import ports
+    c = state.get(cid)
+    spec = json.loads(c["spec"])
+    if not spec.get("ports") and not spec.get("publish_all"):
+        return
+    image_ports: dict = {}
+    try:
+        from berth.images.store import Store
+        image_ports = (Store().config(c["image_id"]).get("config") or {}).get(
+            "ExposedPorts") or {}
+    except Exception:  # noqa: BLE001 - an image gone since create: -P publishes nothing
+        pass
+    taken = {(m["proto"], m["host"]) for other in state.all() if other["id"] != cid
+             and other["status"] == "running" for m in json.loads(other["ports"] or "[]")}
+    mappings = ports.assign(ports.expand(spec.get("ports") or [], image_ports,
+                                         spec.get("publish_all", False)), taken)
+    _nft(ports.rules(mappings, ip, cid[:12]))
+    state.update(cid, ports=json.dumps(mappings))
 
 
 def detach(state: State, cid: str) -> None:
@@ -198,6 +223,12 @@ def detach(state: State, cid: str) -> None:
     db = _db(state)
     nets = [r[0] for r in db.execute("SELECT network FROM endpoints WHERE container=?",
                                      (cid,))]
+    from berth.engine import ports
+    ports.remove_rules(cid[:12])
+    try:
+        state.update(cid, ports="[]")
+    except Exception:  # noqa: BLE001 - the record may already be gone (rm)
+        pass
     db.execute("DELETE FROM endpoints WHERE container=?", (cid,))
     import errno
 
@@ -226,6 +257,11 @@ def _ensure_bridge(nl, ep: dict) -> None:
     prefix = ipaddress.ip_network(ep["Subnet"]).prefixlen
     nl.add_address(ep["Bridge"], f"{ep['Gateway']}/{prefix}")
     nl.set_up(ep["Bridge"])
+    try:  # published ports answer on 127.0.0.1 too: let loopback-sourced packets out here
+        with open(f"/proc/sys/net/ipv4/conf/{ep['Bridge']}/route_localnet", "w") as f:
+            f.write("1")
+    except OSError:
+        pass
     _nft_add(ep)
 
 
@@ -247,6 +283,8 @@ def _nft_add(ep: dict) -> None:
          " chain forward { type filter hook forward priority filter; policy accept; }\n"
          "}\n"
          f"add rule ip berth postrouting ip saddr {ep['Subnet']} oifname != \"{br}\" "
+         f"masquerade comment \"{br}\"\n"
+         f"add rule ip berth postrouting ip saddr 127.0.0.0/8 oifname \"{br}\" "
          f"masquerade comment \"{br}\"\n"
          f"add rule ip berth forward iifname \"{br}\" oifname != \"{br}\" oifname \"bb-*\" "
          f"drop comment \"{br}\"\n"

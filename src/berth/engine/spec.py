@@ -35,7 +35,8 @@ class ContainerSpec:
                  remove: bool = False, labels: dict[str, str] | None = None,
                  cap_add: list[str] | None = None, cap_drop: list[str] | None = None,
                  privileged: bool = False, restart: str = "no",
-                 mounts: list[dict] | None = None) -> None:
+                 mounts: list[dict] | None = None, ports: list[dict] | None = None,
+                 publish_all: bool = False) -> None:
         self.image = image
         self.cmd = cmd
         self.entrypoint = entrypoint
@@ -58,6 +59,10 @@ class ContainerSpec:
         self.privileged = privileged
         self.restart = parse_restart(restart)
         self.mounts = mounts or []  # volumes.parse_volume/parse_mount/parse_tmpfs results
+        self.ports = ports or []  # ports.parse results
+        self.publish_all = publish_all
+        if (self.ports or publish_all) and network in ("none", "host"):
+            raise InvalidOption(f"-p/-P need a bridge network, not --network {network}")
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)

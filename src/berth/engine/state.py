@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS containers (
     stop_requested INTEGER NOT NULL DEFAULT 0,   -- a user stopped it: no restart
     supervised INTEGER NOT NULL DEFAULT 0,       -- the supervisor owns it (detached)
     paused INTEGER NOT NULL DEFAULT 0,
+    ports TEXT NOT NULL DEFAULT '[]',            -- JSON: published ports while running
     spec TEXT NOT NULL              -- JSON ContainerSpec
 );
 """
@@ -59,7 +60,8 @@ class State:
         for col, decl in (("restart_count", "INTEGER NOT NULL DEFAULT 0"),
                           ("stop_requested", "INTEGER NOT NULL DEFAULT 0"),
                           ("supervised", "INTEGER NOT NULL DEFAULT 0"),
-                          ("paused", "INTEGER NOT NULL DEFAULT 0")):
+                          ("paused", "INTEGER NOT NULL DEFAULT 0"),
+                          ("ports", "TEXT NOT NULL DEFAULT '[]'")):
             if col not in have:  # a database from before the column existed
                 self.db.execute(f"ALTER TABLE containers ADD COLUMN {col} {decl}")
         self.db.row_factory = sqlite3.Row
