@@ -102,6 +102,18 @@ def _spec_options(fn):
                      help="Publish a port: [ip:][hostPort:]containerPort[/proto]."),
         click.option("-P", "--publish-all", is_flag=True,
                      help="Publish every EXPOSEd port to a random host port."),
+        click.option("--add-host", multiple=True, help="Add a host entry: NAME:IP."),
+        click.option("--dns", multiple=True, help="Set a DNS server."),
+        click.option("--stop-signal", help="Signal to stop the container (default TERM)."),
+        click.option("--stop-timeout", type=int, help="Seconds before stop kills (10)."),
+        click.option("--ulimit", multiple=True, help="Ulimit: NAME=SOFT[:HARD]."),
+        click.option("--device", multiple=True, help="Add a host device: HOST[:CTR[:rwm]]."),
+        click.option("--shm-size", help="Size of /dev/shm (e.g. 128m)."),
+        click.option("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)."),
+        click.option("--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)."),
+        click.option("--memory-swap", help="Memory plus swap limit; -1 for unlimited."),
+        click.option("--security-opt", multiple=True,
+                     help="no-new-privileges, seccomp=unconfined|PROFILE.json."),
         click.option("--pull", "pull_policy", default="missing", show_default=True,
                      type=click.Choice(["always", "missing", "never"]),
                      help="Pull the image before running."),
@@ -118,7 +130,7 @@ def _make_spec(kw: dict):
 
     from berth.engine import ports, volumes
     from berth.engine.errors import InvalidOption
-    from berth.engine.spec import ContainerSpec, parse_memory
+    from berth.engine.spec import ContainerSpec, parse_extra, parse_memory
 
     if str(kw["network"]).startswith("container:"):
         raise InvalidOption("--network container:ID is not supported yet")
@@ -139,7 +151,10 @@ def _make_spec(kw: dict):
         mounts=[*(volumes.parse_volume(v) for v in kw["volume"]),
                 *(volumes.parse_mount(m) for m in kw["mounts"]),
                 *(volumes.parse_tmpfs(t) for t in kw["tmpfs"])],
-        ports=[ports.parse(p) for p in kw["publish"]], publish_all=bool(kw["publish_all"]))
+        ports=[ports.parse(p) for p in kw["publish"]], publish_all=bool(kw["publish_all"]),
+        extra=parse_extra(kw["add_host"], kw["dns"], kw["stop_signal"], kw["stop_timeout"],
+                          kw["ulimit"], kw["device"], kw["shm_size"], kw["cpu_shares"],
+                          kw["cpuset_cpus"], kw["memory_swap"], kw["security_opt"]))
 
 
 @click.command("run", context_settings={"allow_interspersed_args": False})
@@ -194,6 +209,36 @@ def create(**kw: object) -> None:
     click.echo(containers.create(state, store, spec))
 
 
+def _filters(items: tuple[str, ...]) -> dict[str, list[str]]:
+    from berth.engine.errors import InvalidOption
+    out: dict[str, list[str]] = {}
+    for f in items:
+        key, eq, value = f.partition("=")
+        if not eq or key not in ("status", "name", "label", "ancestor", "id"):
+            raise InvalidOption(f"invalid filter {f!r} (status, name, label, ancestor, id)")
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def _matches(c: dict, wanted: dict[str, list[str]]) -> bool:
+    """docker's rule: values of one key are OR-ed, different keys AND-ed."""
+    import re
+    spec = json.loads(c["spec"])
+    status = "paused" if c.get("paused") and c["status"] == "running" else c["status"]
+    labels = spec.get("labels") or {}
+    tests = {
+        "status": lambda v: v == status,
+        "name": lambda v: re.search(v, c["name"]) is not None,
+        "id": lambda v: c["id"].startswith(v),
+        "ancestor": lambda v: v in (c["image"], c["image_id"], c["image_id"][7:19]) or
+        c["image"].split(":")[0] == v,
+        "label": lambda v: (v.partition("=")[0] in labels and
+                            (not v.partition("=")[1] or labels[v.partition("=")[0]] ==
+                             v.partition("=")[2])),
+    }
+    return all(any(tests[k](v) for v in vals) for k, vals in wanted.items())
+
+
 def _ports_of(c: dict) -> list[str]:
     from berth.engine.ports import describe
     return [describe(m) for m in json.loads(c.get("ports") or "[]")] \
@@ -215,13 +260,21 @@ def _status(c: dict) -> str:
 @click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
 @click.option("--format", "fmt", help="Format output using a Go template.")
+@click.option("-f", "--filter", "filters", multiple=True,
+              help="Filter: status=, name=, label=KEY[=VALUE], ancestor=, id=.")
 @handled
-def ps(all_: bool, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
+def ps(all_: bool, quiet: bool, no_trunc: bool, fmt: str | None,
+       filters: tuple[str, ...]) -> None:
     """List containers."""
     from berth.engine import containers
     state, _ = _engine()
     rows = []
+    wanted = _filters(filters)
+    if "status" in wanted:
+        all_ = True
     for c in containers.list_containers(state, all_):
+        if not _matches(c, wanted):
+            continue
         cmd = " ".join(json.loads(c["command"]))
         if not no_trunc and len(cmd) > 20:
             cmd = cmd[:19] + "…"
@@ -294,18 +347,18 @@ def start(refs: tuple[str, ...]) -> None:
 
 
 @click.command("stop")
-@click.option("-t", "--time", "timeout", type=float, default=10, show_default=True,
-              help="Seconds to wait before killing the container.")
-@click.option("-s", "--signal", "sig", default="TERM", show_default=True)
+@click.option("-t", "--time", "timeout", type=float,
+              help="Seconds to wait before killing the container (its --stop-timeout, or 10).")
+@click.option("-s", "--signal", "sig", help="Signal to send (its --stop-signal, or TERM).")
 @click.argument("refs", nargs=-1, required=True)
 @handled
-def stop(timeout: float, sig: str, refs: tuple[str, ...]) -> None:
+def stop(timeout: float | None, sig: str | None, refs: tuple[str, ...]) -> None:
     """Stop one or more running containers."""
     from berth.engine import containers
     from berth.runtime.kill import parse_signal
     state, _ = _engine()
     for ref in refs:
-        containers.stop(state, ref, timeout, parse_signal(sig))
+        containers.stop(state, ref, timeout, parse_signal(sig) if sig else None)
         click.echo(ref)
 
 

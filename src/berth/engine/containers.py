@@ -84,16 +84,27 @@ def prepare_bundle(state: State, store: Store, c: dict) -> str:
     spec = ContainerSpec.from_dict(json.loads(c["spec"]))
     rootfs = _mount(state, store, c)
     extra_mounts = []
+    extra = getattr(spec, "extra", None) or {}
     try:
-        if spec.network not in ("none", "host"):
+        if spec.network not in ("none", "host") or extra.get("add_hosts"):
             from berth.engine import networks
-            ep = networks.allocate(state, c["id"], spec.network)
+            ip, peer_list = None, []
+            if spec.network not in ("none", "host"):
+                ep = networks.allocate(state, c["id"], spec.network)
+                ip, peer_list = ep["IP"], networks.peers(state, c["id"], ep["Name"])
             hosts = os.path.join(state.dir(c["id"]), "hosts")
             with open(hosts, "w") as f:
-                f.write(networks.hosts_file(ep["IP"], spec.hostname or c["id"][:12],
-                                            networks.peers(state, c["id"], ep["Name"])))
+                f.write(networks.hosts_file(ip, spec.hostname or c["id"][:12],
+                                            peer_list + [(a, n) for n, a in
+                                                         extra.get("add_hosts") or []]))
             extra_mounts.append({"destination": "/etc/hosts", "type": "bind", "source": hosts,
                                  "options": ["rbind", "rprivate"]})
+        if extra.get("dns"):
+            resolv = os.path.join(state.dir(c["id"]), "resolv.conf")
+            with open(resolv, "w") as f:
+                f.write("".join(f"nameserver {d}\n" for d in extra["dns"]))
+            extra_mounts.append({"destination": "/etc/resolv.conf", "type": "bind",
+                                 "source": resolv, "options": ["rbind", "rprivate"]})
         from berth.engine import volumes
         from berth.runtime.mounts import secure_join
         for m in spec.mounts:
@@ -185,9 +196,16 @@ def start_detached(state: State, cid: str) -> int:
     return int(request(state.root, {"op": "start", "id": c["id"]})["pid"])
 
 
-def stop(state: State, ref: str, timeout: float = 10, sig: int = 15) -> str:
-    """Stop a container: its stop signal, then SIGKILL after `timeout` seconds."""
+def stop(state: State, ref: str, timeout: float | None = None, sig: int | None = None) -> str:
+    """Stop a container: its stop signal, then SIGKILL after `timeout` seconds (by default
+    --stop-signal and --stop-timeout of its run, else SIGTERM and 10 s)."""
     c = refresh(state, state.get(ref))
+    extra = json.loads(c["spec"]).get("extra") or {}
+    if sig is None:
+        from berth.runtime.kill import parse_signal
+        sig = parse_signal(extra.get("stop_signal") or "TERM")
+    if timeout is None:
+        timeout = float(extra.get("stop_timeout", 10))
     state.update(c["id"], stop_requested=1)
     if c["status"] != "running":
         return c["name"]

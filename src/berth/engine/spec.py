@@ -36,7 +36,7 @@ class ContainerSpec:
                  cap_add: list[str] | None = None, cap_drop: list[str] | None = None,
                  privileged: bool = False, restart: str = "no",
                  mounts: list[dict] | None = None, ports: list[dict] | None = None,
-                 publish_all: bool = False) -> None:
+                 publish_all: bool = False, extra: dict | None = None) -> None:
         self.image = image
         self.cmd = cmd
         self.entrypoint = entrypoint
@@ -61,6 +61,10 @@ class ContainerSpec:
         self.mounts = mounts or []  # volumes.parse_volume/parse_mount/parse_tmpfs results
         self.ports = ports or []  # ports.parse results
         self.publish_all = publish_all
+        # the rarer flags, as parsed by parse_extra(): add_hosts, dns, stop_signal,
+        # stop_timeout, ulimits, devices, shm_size, cpu_shares, cpuset_cpus, memory_swap,
+        # no_new_privileges, seccomp
+        self.extra = extra or {}
         if (self.ports or publish_all) and network in ("none", "host"):
             raise InvalidOption(f"-p/-P need a bridge network, not --network {network}")
 
@@ -72,6 +76,94 @@ class ContainerSpec:
         s = cls.__new__(cls)
         s.__dict__.update(d)
         return s
+
+
+def parse_extra(add_host: tuple[str, ...] = (), dns: tuple[str, ...] = (),
+                stop_signal: str | None = None, stop_timeout: int | None = None,
+                ulimit: tuple[str, ...] = (), device: tuple[str, ...] = (),
+                shm_size: str | None = None, cpu_shares: int | None = None,
+                cpuset_cpus: str | None = None, memory_swap: str | None = None,
+                security_opt: tuple[str, ...] = ()) -> dict:
+    """The rarer `run` flags, checked here so a bad value fails before anything is made."""
+    import os
+    import socket
+    out: dict = {}
+    for h in add_host:
+        name, _, ip = h.partition(":")
+        try:
+            socket.inet_aton(ip)
+        except OSError:
+            raise InvalidOption(f"invalid --add-host {h!r}: use NAME:IPv4") from None
+        out.setdefault("add_hosts", []).append([name, ip])
+    for d in dns:
+        try:
+            socket.inet_aton(d)
+        except OSError:
+            raise InvalidOption(f"invalid --dns {d!r}: an IPv4 address is needed") from None
+        out.setdefault("dns", []).append(d)
+    if stop_signal:
+        from berth.runtime.errors import UsageError
+        from berth.runtime.kill import parse_signal
+        try:
+            parse_signal(stop_signal)
+        except UsageError as e:
+            raise InvalidOption(f"--stop-signal: {e}") from None
+        out["stop_signal"] = stop_signal
+    if stop_timeout is not None:
+        out["stop_timeout"] = stop_timeout
+    from berth.oci.runtime_config import RLIMITS
+    for u in ulimit:
+        name, _, vals = u.partition("=")
+        soft, _, hard = vals.partition(":")
+        key = "RLIMIT_" + name.upper()
+        if key not in RLIMITS or not soft.lstrip("-").isdigit() or (hard and not
+                                                                    hard.lstrip("-").isdigit()):
+            raise InvalidOption(f"invalid --ulimit {u!r}: use NAME=SOFT[:HARD], e.g. nofile=1024")
+        s_, h_ = int(soft), int(hard or soft)
+        inf = (1 << 64) - 1
+        out.setdefault("ulimits", []).append({"type": key, "soft": inf if s_ < 0 else s_,
+                                              "hard": inf if h_ < 0 else h_})
+    for dv in device:
+        host, _, rest = dv.partition(":")
+        inner, _, perms = rest.partition(":")
+        if not host.startswith("/") or not os.path.exists(host):
+            raise InvalidOption(f"--device {dv}: {host} does not exist on the host")
+        st = os.stat(host)
+        import stat as st_mod
+        if not (st_mod.S_ISCHR(st.st_mode) or st_mod.S_ISBLK(st.st_mode)):
+            raise InvalidOption(f"--device {dv}: {host} is not a device")
+        out.setdefault("devices", []).append({
+            "path": inner or host, "type": "c" if st_mod.S_ISCHR(st.st_mode) else "b",
+            "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+            "fileMode": st.st_mode & 0o777, "uid": 0, "gid": 0, "access": perms or "rwm"})
+    if shm_size:
+        out["shm_size"] = parse_memory(shm_size, "--shm-size")
+    if cpu_shares is not None:
+        out["cpu_shares"] = cpu_shares
+    if cpuset_cpus:
+        out["cpuset_cpus"] = cpuset_cpus
+    if memory_swap:
+        out["memory_swap"] = -1 if memory_swap == "-1" else parse_memory(memory_swap,
+                                                                         "--memory-swap")
+    for opt in security_opt:
+        key, _, val = opt.partition("=") if "=" in opt else opt.partition(":")
+        if key == "no-new-privileges":
+            out["no_new_privileges"] = val in ("", "true")
+        elif key == "seccomp":
+            if val == "unconfined":
+                out["seccomp"] = "unconfined"
+            else:
+                try:
+                    import json
+                    with open(val) as f:
+                        out["seccomp"] = json.load(f)
+                except (OSError, ValueError) as e:
+                    raise InvalidOption(f"--security-opt seccomp={val}: {e}") from None
+        elif key in ("label", "apparmor"):
+            continue  # neither is on these hosts; as docker without them, ignored
+        else:
+            raise InvalidOption(f"invalid --security-opt {opt!r}")
+    return out
 
 
 def parse_restart(text: str) -> str:
@@ -191,11 +283,24 @@ def oci_config(spec: ContainerSpec, image_cfg: dict, rootfs: str, cgroup: str,
         else:
             caps.discard(c)
     capl = sorted(caps)
-    resources: dict = {"devices": [{"allow": spec.privileged, "access": "rwm"}]}
+    extra = getattr(spec, "extra", None) or {}
+    devices = extra.get("devices") or []
+    resources: dict = {"devices": [{"allow": spec.privileged, "access": "rwm"}] + [
+        {"allow": True, "type": d["type"], "major": d["major"], "minor": d["minor"],
+         "access": d["access"]} for d in devices]}
     if spec.memory:
         resources["memory"] = {"limit": spec.memory}
+        if extra.get("memory_swap"):
+            resources["memory"]["swap"] = extra["memory_swap"]
+    cpu: dict = {}
     if spec.cpus:
-        resources["cpu"] = {"quota": int(spec.cpus * 100000), "period": 100000}
+        cpu.update(quota=int(spec.cpus * 100000), period=100000)
+    if extra.get("cpu_shares"):
+        cpu["shares"] = extra["cpu_shares"]
+    if extra.get("cpuset_cpus"):
+        cpu["cpus"] = extra["cpuset_cpus"]
+    if cpu:
+        resources["cpu"] = cpu
     if spec.pids_limit:
         resources["pids"] = {"limit": spec.pids_limit}
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
@@ -211,7 +316,8 @@ def oci_config(spec: ContainerSpec, image_cfg: dict, rootfs: str, cgroup: str,
                              + ([f"HOSTNAME={hostname}"] if spec.network != "host" else [])),
             "cwd": spec.workdir or image_cfg.get("WorkingDir") or "/",
             "capabilities": {k: capl for k in ("bounding", "effective", "permitted")},
-            "noNewPrivileges": False,
+            "noNewPrivileges": bool(extra.get("no_new_privileges")),
+            **({"rlimits": extra["ulimits"]} if extra.get("ulimits") else {}),
         },
         "root": {"path": rootfs, "readonly": spec.read_only},
         "hostname": hostname,
@@ -230,7 +336,8 @@ def oci_config(spec: ContainerSpec, image_cfg: dict, rootfs: str, cgroup: str,
             {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
              "options": ["nosuid", "noexec", "nodev"]},
             {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]},
+             "options": ["nosuid", "noexec", "nodev", "mode=1777",
+                         f"size={extra.get('shm_size') or 67108864}"]},
             *_user_mounts(root, getattr(spec, "mounts", None) or []),
         ],
         "linux": {
@@ -239,6 +346,10 @@ def oci_config(spec: ContainerSpec, image_cfg: dict, rootfs: str, cgroup: str,
             "namespaces": namespaces,
             "maskedPaths": [] if spec.privileged else MASKED,
             "readonlyPaths": [] if spec.privileged else READONLY,
+            "devices": [{k: d[k] for k in ("path", "type", "major", "minor", "fileMode", "uid",
+                                           "gid")} for d in devices],
+            **({"seccomp": extra["seccomp"]} if isinstance(extra.get("seccomp"), dict)
+               else {}),
         },
         "annotations": {f"org.berth.label.{k}": v for k, v in spec.labels.items()},
     }

@@ -1,0 +1,64 @@
+"""The rarer run flags, checked from inside the container; ps --filter."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.integration.engine.test_run import berth  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.root
+
+
+def test_hosts_dns_ulimit_shm_cpu(berth) -> None:  # noqa: F811
+    p = berth("run", "--rm", "--add-host", "db.local:10.1.2.3", "--dns", "10.0.0.53",
+              "--ulimit", "nofile=512:1000", "--shm-size", "16m", "-c", "512",
+              "--cpuset-cpus", "0", "busybox", "sh", "-c",
+              "grep db.local /etc/hosts; cat /etc/resolv.conf; ulimit -n; ulimit -Hn; "
+              "df -k /dev/shm | tail -1 | awk '{print $2}'; "
+              "cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus")
+    assert p.stdout.split("\n") == ["10.1.2.3\tdb.local", "nameserver 10.0.0.53", "512",
+                                    "1000", "16384", "512", "0", ""]
+
+
+def test_device_and_no_new_privileges(berth) -> None:  # noqa: F811
+    p = berth("run", "--rm", "--device", "/dev/fuse:/dev/myfuse", "--security-opt",
+              "no-new-privileges", "busybox", "sh", "-c",
+              "ls -l /dev/myfuse | cut -c1; grep NoNewPrivs /proc/self/status")
+    assert p.stdout.split() == ["c", "NoNewPrivs:", "1"]
+
+
+def test_seccomp_profile_from_a_file(berth, tmp_path) -> None:  # noqa: F811
+    import json
+    prof = tmp_path / "p.json"
+    prof.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}))
+    p = berth("run", "--rm", "--security-opt", f"seccomp={prof}", "busybox", "sh", "-c",
+              "mkdir /tmp/x 2>&1 || true")
+    assert "Operation not permitted" in p.stdout
+
+
+def test_stop_signal_and_timeout_from_run(berth) -> None:  # noqa: F811
+    berth("run", "-d", "--name", "sig", "--stop-signal", "USR1", "--stop-timeout", "1",
+          "busybox", "sh", "-c", "trap 'echo got-usr1; exit 9' USR1; while :; do sleep 0.1; done")
+    time.sleep(0.4)
+    berth("stop", "sig")
+    assert berth("wait", "sig").stdout == "9\n"
+    assert berth("logs", "sig").stdout == "got-usr1\n"
+
+
+def test_ps_filters(berth) -> None:  # noqa: F811
+    berth("run", "-d", "--name", "alpha", "-l", "tier=web", "busybox", "sleep", "30")
+    berth("run", "--name", "beta", "-l", "tier=db", "busybox", "true")
+    assert berth("ps", "--filter", "label=tier=web", "--format", "{{.Names}}"
+                 ).stdout == "alpha\n"
+    assert berth("ps", "--filter", "status=exited", "--format", "{{.Names}}").stdout == "beta\n"
+    assert berth("ps", "-a", "--filter", "name=^al", "--format", "{{.Names}}"
+                 ).stdout == "alpha\n"
+    assert sorted(berth("ps", "-a", "--filter", "ancestor=busybox", "--format",
+                        "{{.Names}}").stdout.split()) == ["alpha", "beta"]
+    assert berth("ps", "-a", "--filter", "label=tier", "--filter", "status=running",
+                 "--format", "{{.Names}}").stdout == "alpha\n"
+    p = berth("ps", "--filter", "bogus=1", check=False)
+    assert p.returncode == 125 and "invalid filter" in p.stderr
