@@ -631,3 +631,49 @@ def port(ref: str, private: str | None) -> None:
 
 
 container.add_command(port)
+
+
+@click.command("stats")
+@click.option("--no-stream", is_flag=True, help="Print one sample and exit.")
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers.")
+@click.option("--format", "fmt")
+@click.argument("refs", nargs=-1)
+@handled
+def stats(no_stream: bool, all_: bool, fmt: str | None, refs: tuple[str, ...]) -> None:
+    """Display a live stream of containers' resource usage (CPU, memory, pids)."""
+    import time as _time
+
+    from berth.cli.format import human_size
+    from berth.engine import containers
+    state, _ = _engine()
+    ids = list(refs) or [c["id"] for c in containers.list_containers(state, all_)]
+    prev = {i: containers.stats(state, i) for i in ids}
+    while True:
+        _time.sleep(0.5)
+        rows = []
+        for i in ids:
+            cur = containers.stats(state, i)
+            before = prev.get(i) or cur
+            cpu = 0.0
+            if cur.get("running") and before.get("running"):
+                dt = cur["time"] - before["time"]
+                cpu = (cur["cpu_ns"] - before["cpu_ns"]) / 1e9 / dt * 100 if dt > 0 else 0.0
+            mem, lim = cur.get("memory", 0), cur.get("memory_limit", 0) or 1
+            rows.append({"ID": cur["id"][:12], "Container": cur["id"][:12], "Name": cur["name"],
+                         "CPUPerc": f"{cpu:.2f}%",
+                         "MemUsage": f"{human_size(mem)} / {human_size(lim)}",
+                         "MemPerc": f"{mem / lim * 100:.2f}%", "PIDs": str(cur.get("pids", 0))})
+            prev[i] = cur
+        if fmt:
+            out = render(fmt, rows)
+        else:
+            out = table(["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"],
+                        [[r["ID"], r["Name"], r["CPUPerc"], r["MemUsage"], r["MemPerc"],
+                          r["PIDs"]] for r in rows])
+        if no_stream:
+            click.echo(out, nl=False)
+            return
+        click.echo("\033[2J\033[H" + out, nl=False)
+
+
+container.add_command(stats)

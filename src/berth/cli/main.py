@@ -45,6 +45,7 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "volume": ("berth.cli.volume", "volume", "Manage volumes."),
     "network": ("berth.cli.network", "network", "Manage networks."),
     "port": ("berth.cli.container", "port", "List port mappings of a container."),
+    "stats": ("berth.cli.container", "stats", "Display containers' resource usage."),
     "cp": ("berth.cli.container", "cp", "Copy files between a container and the host."),
     "export": ("berth.cli.container", "export", "Export a container's filesystem as a tar."),
     "diff": ("berth.cli.container", "diff", "Changes to files in a container's filesystem."),

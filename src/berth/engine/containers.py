@@ -485,3 +485,37 @@ def inspect(state: State, store: Store, ref: str) -> dict:
         },
         "LogPath": os.path.join(state.dir(c["id"]), "json.log"),
     }
+
+
+def stats(state: State, ref: str) -> dict:
+    """CPU time, memory and pids of a running container, read from its cgroups."""
+    from berth.runtime.delete import cgroup_of
+    c = refresh(state, state.get(ref))
+    if c["status"] != "running":
+        return {"id": c["id"], "name": c["name"], "running": False}
+    cg = cgroup_of(runtime_store().load(c["id"]))
+    dirs = cg.dirs
+
+    def read(ctrl: str, name: str) -> str:
+        d = dirs.get(ctrl) or dirs.get("")
+        try:
+            with open(os.path.join(d, name)) as f:
+                return f.read().strip()
+        except (OSError, TypeError):
+            return ""
+
+    if "" in dirs:  # cgroup v2
+        cpu_line = read("", "cpu.stat").split("\n")[0]
+        cpu_ns = int(cpu_line.split()[1]) * 1000 if cpu_line.startswith("usage_usec") else 0
+        mem, limit = read("", "memory.current"), read("", "memory.max")
+        pids = read("", "pids.current")
+    else:
+        cpu_ns = int(read("cpuacct", "cpuacct.usage") or 0)
+        mem, limit = read("memory", "memory.usage_in_bytes"), read("memory",
+                                                                    "memory.limit_in_bytes")
+        pids = read("pids", "pids.current")
+    total_mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    lim = int(limit) if limit.isdigit() else total_mem
+    return {"id": c["id"], "name": c["name"], "running": True, "cpu_ns": cpu_ns,
+            "memory": int(mem or 0), "memory_limit": min(lim, total_mem),
+            "pids": int(pids or 0), "time": time.monotonic()}

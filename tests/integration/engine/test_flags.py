@@ -62,3 +62,15 @@ def test_ps_filters(berth) -> None:  # noqa: F811
                  "--format", "{{.Names}}").stdout == "alpha\n"
     p = berth("ps", "--filter", "bogus=1", check=False)
     assert p.returncode == 125 and "invalid filter" in p.stderr
+
+
+def test_stats_reads_the_cgroups(berth) -> None:  # noqa: F811
+    berth("run", "-d", "--name", "busy", "-m", "64m", "busybox", "sh", "-c",
+          "while :; do :; done")
+    time.sleep(1)
+    out = berth("stats", "--no-stream", "--format",
+                "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}").stdout.split()
+    assert out[0] == "busy"
+    assert float(out[1].rstrip("%")) > 20  # a spinning shell
+    assert out[4] == "67.1MB"  # the -m limit (64 MiB in docker's decimal units)
+    assert out[5] == "1"
