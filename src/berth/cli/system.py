@@ -193,3 +193,19 @@ def prune(all_: bool, volumes: bool, force: bool) -> None:
     click.echo(f"Total reclaimed space: {human_size(freed)}")
 
 
+
+
+@system.command("check")
+@click.option("--repair", is_flag=True, help="Fix what is found.")
+@handled
+def check(repair: bool) -> None:
+    """Report (and with --repair, fix) records that disagree with the host."""
+    from berth.engine import containers
+    state, _ = _engine()
+    found = containers.check(state, repair)
+    for f in found:
+        click.echo(("repaired: " if repair else "") + f)
+    if not found:
+        click.echo("no inconsistencies found")
+    elif not repair:
+        sys.exit(1)

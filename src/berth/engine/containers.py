@@ -519,3 +519,39 @@ def stats(state: State, ref: str) -> dict:
     return {"id": c["id"], "name": c["name"], "running": True, "cpu_ns": cpu_ns,
             "memory": int(mem or 0), "memory_limit": min(lim, total_mem),
             "pids": int(pids or 0), "time": time.monotonic()}
+
+
+def check(state: State, repair: bool = False) -> list[str]:
+    """What does not agree between berth's records and the host; fixed with `repair`."""
+    from berth.engine import networks
+    from berth.runtime.delete import delete as rt_delete
+    found: list[str] = []
+    records = {c["id"]: refresh(state, c) for c in state.all()}
+    for cid, c in records.items():
+        if c["status"] != "running":
+            if os.path.ismount(os.path.join(state.dir(cid), "rootfs")):
+                found.append(f"container {c['name']}: stopped but its filesystem is mounted")
+                if repair:
+                    unmount(state, cid)
+            if networks._db(state).execute("SELECT 1 FROM endpoints WHERE container=?",
+                                           (cid,)).fetchone():
+                found.append(f"container {c['name']}: stopped but still holds a network address")
+                if repair:
+                    release_network(state, cid)
+    rts = runtime_store()
+    for rid in rts.ids():
+        if rid not in records:
+            found.append(f"runtime state {rid[:12]}: no container record")
+            if repair:
+                rt_delete(rts, rid, force=True)
+    try:
+        dirs = os.listdir(state.containers_dir)
+    except FileNotFoundError:
+        dirs = []
+    for d in dirs:
+        if d not in records:
+            found.append(f"directory containers/{d[:12]}: no container record")
+            if repair:
+                unmount(state, d)
+                shutil.rmtree(state.dir(d), ignore_errors=True)
+    return found

@@ -340,8 +340,11 @@ class Supervisor:
         containers.release_network(self.state, cid)
         self.state.update(cid, status="exited", pid=0, exit_code=code, finished=time.time(),
                           paused=0)
-        c = self.state.get(cid)
-        if containers.should_restart(c, code):
+        try:
+            c = self.state.get(cid)
+        except EngineError:  # removed meanwhile (rm -f, system check --repair)
+            c = None
+        if c is not None and containers.should_restart(c, code):
             self.state.update(cid, restart_count=c["restart_count"] + 1)
             try:
                 self.start(cid)

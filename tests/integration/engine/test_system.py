@@ -31,3 +31,28 @@ def test_df_and_prune(berth) -> None:  # noqa: F811
     assert "Deleted Containers:" in out and "Deleted Volumes:" in out
     assert berth("ps", "-a", "--format", "{{.Names}}").stdout == "kept\n"
     assert berth("images", "-q").stdout.strip()  # in use by "kept": not pruned
+
+
+def test_system_check_finds_and_repairs(berth, tmp_path) -> None:  # noqa: F811
+    import subprocess
+
+    from tests.conftest import RUNTIME
+    assert berth("system", "check").stdout == "no inconsistencies found\n"
+    cid = berth("run", "-d", "--name", "victim", "busybox", "sleep", "30").stdout.strip()
+    # the engine's record vanishes (a crash between the runtime and the database, say)
+    import sqlite3
+    db = sqlite3.connect(tmp_path / "root" / "engine.db")
+    db.execute("DELETE FROM containers WHERE id=?", (cid,))
+    db.commit()
+    db.close()
+    p = berth("system", "check", check=False)
+    assert p.returncode == 1
+    assert f"runtime state {cid[:12]}: no container record" in p.stdout
+    assert f"directory containers/{cid[:12]}: no container record" in p.stdout
+    berth("system", "check", "--repair")
+    assert berth("system", "check").stdout == "no inconsistencies found\n"
+    out = subprocess.run([RUNTIME, "--root", str(tmp_path / "runtime"), "list", "-q"],
+                         capture_output=True, text=True).stdout
+    assert out == ""
+    with open("/proc/self/mountinfo") as f:
+        assert cid not in f.read()
