@@ -16,3 +16,19 @@ sys.stderr.flush()
 os._exit(rc)  # skip interpreter teardown (~5 ms, most of it ctypes)
 PY
 chmod 755 "$venv/bin/berth-runtime"
+
+# berth: the same for its command line; click and the other dependencies come from the
+# virtualenv's site-packages, added by hand since -S skips site
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+cat > "$venv/bin/berth" <<PY
+#!/usr/bin/python3 -IS
+import sys
+sys.path[:0] = ["$src", "$site"]
+import os
+from berth.cli.main import main
+rc = main()
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(rc)
+PY
+chmod 755 "$venv/bin/berth"

@@ -37,164 +37,38 @@ def handled(fn):
     return wrapper
 
 
-def _pull_if_missing(store, ref: str, policy: str = "missing") -> None:
-    """As docker run does: an image that is not here is pulled first (--pull)."""
-    from berth.images.errors import ImageNotFound
-    if policy == "never":
-        return
-    if policy == "missing":
-        try:
-            store.resolve(ref)
-            return
-        except ImageNotFound:
-            click.echo(f"Unable to find image '{ref}' locally", err=True)
-    from berth.images import progress
-    from berth.images import pull as pulling
-    with progress.for_stream(sys.stderr) as p:
-        pulling.pull(store, ref, None, p)
 
+def _spec_options(fn, with_detach: bool = False):
+    """The flags `run` and `create` share, from cli/run.py's table."""
+    from berth.cli.run import FLAGS
 
-def _env_file(path: str) -> list[str]:
-    import os
-    out = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            out.append(line if "=" in line else f"{line}={os.environ.get(line, '')}")
-    return out
-
-
-def _spec_options(fn):
-    """The flags `run` and `create` share, as docker names them."""
-    opts = [
-        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open."),
-        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
-        click.option("--rm", "remove", is_flag=True,
-                     help="Remove the container when it exits."),
-        click.option("--name", help="Assign a name to the container."),
-        click.option("-e", "--env", multiple=True, help="Set environment variables."),
-        click.option("--env-file", multiple=True, type=click.Path(exists=True, dir_okay=False)),
-        click.option("-w", "--workdir", help="Working directory inside the container."),
-        click.option("-u", "--user",
-                     help="Username or UID (format: <name|uid>[:<group|gid>])."),
-        click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image."),
-        click.option("--network", "--net", default="bridge", show_default=True,
-                     help="bridge, a network's name, none or host."),
-        click.option("-h", "--hostname", help="Container host name."),
-        click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only."),
-        click.option("-m", "--memory", help="Memory limit (e.g. 64m)."),
-        click.option("--cpus", type=float, help="Number of CPUs."),
-        click.option("--pids-limit", type=int, help="Tune the container's pids limit."),
-        click.option("--cap-add", multiple=True),
-        click.option("--cap-drop", multiple=True),
-        click.option("--privileged", is_flag=True),
-        click.option("-l", "--label", multiple=True),
-        click.option("--restart", default="no", show_default=True,
-                     help="no, always, unless-stopped or on-failure[:max-retries]."),
-        click.option("-v", "--volume", multiple=True,
-                     help="Bind mount a host path or a named volume: SRC:DST[:ro]."),
-        click.option("--mount", "mounts", multiple=True,
-                     help="type=bind|volume|tmpfs,source=...,target=...[,readonly]."),
-        click.option("--tmpfs", multiple=True, help="Mount a tmpfs: DST[:OPTIONS]."),
-        click.option("-p", "--publish", multiple=True,
-                     help="Publish a port: [ip:][hostPort:]containerPort[/proto]."),
-        click.option("-P", "--publish-all", is_flag=True,
-                     help="Publish every EXPOSEd port to a random host port."),
-        click.option("--add-host", multiple=True, help="Add a host entry: NAME:IP."),
-        click.option("--dns", multiple=True, help="Set a DNS server."),
-        click.option("--stop-signal", help="Signal to stop the container (default TERM)."),
-        click.option("--stop-timeout", type=int, help="Seconds before stop kills (10)."),
-        click.option("--ulimit", multiple=True, help="Ulimit: NAME=SOFT[:HARD]."),
-        click.option("--device", multiple=True, help="Add a host device: HOST[:CTR[:rwm]]."),
-        click.option("--shm-size", help="Size of /dev/shm (e.g. 128m)."),
-        click.option("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)."),
-        click.option("--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)."),
-        click.option("--memory-swap", help="Memory plus swap limit; -1 for unlimited."),
-        click.option("--security-opt", multiple=True,
-                     help="no-new-privileges, seccomp=unconfined|PROFILE.json."),
-        click.option("--pull", "pull_policy", default="missing", show_default=True,
-                     type=click.Choice(["always", "missing", "never"]),
-                     help="Pull the image before running."),
-        click.argument("image"),
-        click.argument("command", nargs=-1, type=click.UNPROCESSED),
-    ]
+    kinds: dict[str, dict] = {"flag": {"is_flag": True}, "value": {},
+                              "multi": {"multiple": True}, "int": {"type": int},
+                              "float": {"type": float}}
+    opts = []
+    for names, dest, kind, default, help_ in FLAGS:
+        if dest == "detach" and not with_detach:
+            continue
+        extra = dict(kinds.get(kind, {}))
+        if kind.startswith("choice:"):
+            extra["type"] = click.Choice(kind[7:].split(","))
+        if default not in (None, False, ()):
+            extra.update(default=default, show_default=True)
+        opts.append(click.option(*names, dest, help=help_, **extra))
+    opts += [click.argument("image"),
+             click.argument("command", nargs=-1, type=click.UNPROCESSED)]
     for o in reversed(opts):
         fn = o(fn)
     return fn
 
 
-def _make_spec(kw: dict):
-    import os
-
-    from berth.engine import ports, volumes
-    from berth.engine.errors import InvalidOption
-    from berth.engine.spec import ContainerSpec, parse_extra, parse_memory
-
-    if str(kw["network"]).startswith("container:"):
-        raise InvalidOption("--network container:ID is not supported yet")
-    envs = [e for f in kw["env_file"] for e in _env_file(f)]
-    envs += [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in kw["env"]]
-    ep = kw["entrypoint"]
-    return ContainerSpec(
-        kw["image"], list(kw["command"]) or None,
-        entrypoint=[ep] if ep else ([] if ep == "" else None),
-        env=envs, workdir=kw["workdir"], user=kw["user"], hostname=kw["hostname"],
-        name=kw["name"], read_only=kw["read_only"],
-        memory=parse_memory(kw["memory"]) if kw["memory"] else None, cpus=kw["cpus"],
-        pids_limit=kw["pids_limit"], network=kw["network"], tty=kw["tty"],
-        interactive=kw["interactive"], remove=kw["remove"],
-        labels=dict(x.partition("=")[::2] for x in kw["label"]),
-        cap_add=list(kw["cap_add"]), cap_drop=list(kw["cap_drop"]),
-        privileged=kw["privileged"], restart=kw["restart"],
-        mounts=[*(volumes.parse_volume(v) for v in kw["volume"]),
-                *(volumes.parse_mount(m) for m in kw["mounts"]),
-                *(volumes.parse_tmpfs(t) for t in kw["tmpfs"])],
-        ports=[ports.parse(p) for p in kw["publish"]], publish_all=bool(kw["publish_all"]),
-        extra=parse_extra(kw["add_host"], kw["dns"], kw["stop_signal"], kw["stop_timeout"],
-                          kw["ulimit"], kw["device"], kw["shm_size"], kw["cpu_shares"],
-                          kw["cpuset_cpus"], kw["memory_swap"], kw["security_opt"]))
-
-
 @click.command("run", context_settings={"allow_interspersed_args": False})
-@click.option("-d", "--detach", is_flag=True, help="Run in the background; print the ID.")
-@_spec_options
+@functools.partial(_spec_options, with_detach=True)
 @handled
-def run(detach: bool, **kw: object) -> None:
+def run(**kw: object) -> None:
     """Create and run a new container from an image."""
-    from berth.engine import containers
-    from berth.engine.errors import InvalidOption
-    from berth.runtime.errors import RuntimeFailure
-
-    if detach and kw["remove"]:
-        raise InvalidOption("--rm with --detach is not supported yet")
-    if detach and kw["tty"]:
-        raise InvalidOption("--tty with --detach is not supported yet (no attach yet)")
-    spec = _make_spec(kw)
-    state, store = _engine()
-    _pull_if_missing(store, spec.image, str(kw["pull_policy"]))
-    cid = containers.create(state, store, spec)
-    if detach:
-        try:
-            containers.start_detached(state, cid)
-        except BaseException:
-            containers.remove(state, cid, force=True, volumes=True)
-            raise
-        click.echo(cid)
-        return
-    try:
-        code = containers.run_foreground(state, store, cid)
-    except RuntimeFailure as e:
-        # as docker: 127 when the command is not found, 126 when it cannot be run
-        msg = str(e)
-        click.echo(f"Error: {msg}", err=True)
-        code = 127 if "not found" in msg or "no such executable" in msg else \
-            126 if msg.startswith("exec:") else 125
-    finally:
-        if kw["remove"]:
-            containers.remove(state, cid, force=True, volumes=True)
-    sys.exit(code)
+    from berth.cli.run import run as run_
+    sys.exit(run_(kw))
 
 
 @click.command("create", context_settings={"allow_interspersed_args": False})
@@ -202,10 +76,11 @@ def run(detach: bool, **kw: object) -> None:
 @handled
 def create(**kw: object) -> None:
     """Create a new container (start it with `berth start`)."""
+    from berth.cli.run import make_spec, pull_if_missing
     from berth.engine import containers
     state, store = _engine()
-    spec = _make_spec(kw)
-    _pull_if_missing(store, spec.image, str(kw["pull_policy"]))
+    spec = make_spec(kw)
+    pull_if_missing(store, spec.image, str(kw["pull_policy"]))
     click.echo(containers.create(state, store, spec))
 
 

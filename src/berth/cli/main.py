@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "runtime":
         from berth.runtime.cli import main as runtime_main
         return runtime_main(argv[1:])
+    if argv[:1] == ["run"] and "--help" not in argv[1:2]:
+        from berth.cli.run import fast_main  # the hot path: no click
+        return fast_main(argv[1:])
     return _click_main(argv)
 
 

@@ -34,8 +34,11 @@ def spawn(root: str) -> None:
     log = os.open(os.path.join(root, "run", "supervisor.log"),
                   os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     try:
+        # the same interpreter and import path as this process (whose launcher may have
+        # set sys.path by hand rather than through site)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         subprocess.Popen([sys.executable, "-m", "berth.engine.supervisor", root],
-                         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                          start_new_session=True, close_fds=True, cwd="/")
     finally:
         os.close(log)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
-import subprocess
 import time
 
 from berth.engine.errors import EngineError, InvalidOption
@@ -194,10 +193,9 @@ def attach(state: State, cid: str, pid: int, name: str) -> dict:
 
 def publish(state: State, cid: str, ip: str) -> None:
     """DNAT the container's published ports (-p, -P) to its address."""
-    import json
-
     from berth.engine import ports
     c = state.get(cid)
+    from berth.oci import jsonfast as json
     spec = json.loads(c["spec"])
     if not spec.get("ports") and not spec.get("publish_all"):
         return
@@ -223,12 +221,14 @@ def detach(state: State, cid: str) -> None:
     db = _db(state)
     nets = [r[0] for r in db.execute("SELECT network FROM endpoints WHERE container=?",
                                      (cid,))]
-    from berth.engine import ports
-    ports.remove_rules(cid[:12])
     try:
+        published = state.get(cid)["ports"] not in ("", "[]")
+    except EngineError:  # the record is gone already (rm): look at the rules to be sure
+        published = True
+    if published:
+        from berth.engine import ports
+        ports.remove_rules(cid[:12])
         state.update(cid, ports="[]")
-    except Exception:  # noqa: BLE001 - the record may already be gone (rm)
-        pass
     db.execute("DELETE FROM endpoints WHERE container=?", (cid,))
     import errno
 
@@ -266,6 +266,7 @@ def _ensure_bridge(nl, ep: dict) -> None:
 
 
 def _nft(script: str) -> None:
+    import subprocess
     try:
         subprocess.run(["nft", "-f", "-"], input=script, text=True, capture_output=True,
                        check=True)
@@ -293,6 +294,7 @@ def _nft_add(ep: dict) -> None:
 
 
 def _nft_remove(state: State, name: str) -> None:
+    import subprocess
     br = bridge_name(state, name)
     try:
         out = subprocess.run(["nft", "-a", "list", "table", "ip", "berth"],

@@ -11,9 +11,7 @@ not.
 
 from __future__ import annotations
 
-import random
 import socket
-import subprocess
 
 from berth.engine.errors import EngineError, InvalidOption
 
@@ -88,6 +86,7 @@ def _listening(proto: str) -> set[int]:
 
 def assign(mappings: list[dict], taken: set[tuple[str, int]]) -> list[dict]:
     """Pick free host ports for the 0s; refuse ports in use (by berth or a listener)."""
+    import random
     out = []
     for m in mappings:
         busy = {p for proto, p in taken if proto == m["proto"]} | _listening(m["proto"])
@@ -123,6 +122,7 @@ def rules(mappings: list[dict], container_ip: str, tag: str) -> str:
 
 
 def remove_rules(tag: str) -> None:
+    import subprocess
     try:
         out = subprocess.run(["nft", "-a", "list", "table", "ip", "berth"],
                              capture_output=True, text=True).stdout

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tarfile
 
 from berth.images.errors import ImageFailure
 from berth.oci import image as oci
@@ -96,6 +95,7 @@ def changes(upper: str, lowers: list[str]) -> list[tuple[str, str]]:
 
 def upper_tar(upper: str, out: BinaryIO) -> None:
     """Write the upper directory as an OCI layer tar (whiteouts as .wh. entries)."""
+    import tarfile  # only commit needs it: keep it off the run path
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for dirpath, dirnames, filenames in os.walk(upper):
             dirnames.sort()

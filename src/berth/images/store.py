@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import sqlite3
 import time
 
@@ -78,7 +77,7 @@ class HashingWriter:
     def __init__(self, store: Store, what: str) -> None:
         self.store = store
         self.what = what
-        self.path = os.path.join(store.tmp, "blob-" + secrets.token_hex(8))
+        self.path = os.path.join(store.tmp, "blob-" + os.urandom(8).hex())
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         self.hash = hashlib.sha256()
         self.size = 0
@@ -133,6 +132,7 @@ class Store:
         self.db = sqlite3.connect(os.path.join(self.root, "images.db"), timeout=30,
                                   isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # atomic commits, no fsync per commit
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
 
@@ -204,7 +204,7 @@ class Store:
             import shutil
             shutil.rmtree(final, ignore_errors=True)
         os.rename(unpacked, final)
-        short = secrets.token_hex(13)
+        short = os.urandom(13).hex()
         os.symlink(f"../{chain_id.partition(':')[2]}/diff", os.path.join(self.links, short))
         self.db.execute("INSERT OR IGNORE INTO layers VALUES (?,?,?,?,?)",
                         (chain_id, diff_id, parent, size, short))
