@@ -7,7 +7,7 @@ VENV := $(CURDIR)/.venv
 BUILD := $(CURDIR)/build
 BUSYBOX_IMAGE := $(BUILD)/images/busybox
 DEB_PACKAGES := python3-venv python3-dev gcc busybox-static libseccomp2 runc podman skopeo \
-	umoci uidmap nftables iptables procps bc docker-registry
+	umoci uidmap nftables iptables procps bc docker-registry docker.io iproute2
 PYTEST_ARGS ?=
 
 .PHONY: demo test deps venv images lint typecheck clean bench conformance
