@@ -38,6 +38,24 @@ def handled(fn):
 
 
 
+def each(items: tuple[str, ...], fn) -> None:
+    """fn(item) for every item, as docker does: the item is printed when it worked, an
+    error line when not, and the rest still run; exit status 1 if any failed."""
+    from berth.engine.errors import EngineError
+    from berth.images.errors import ImageFailure
+    from berth.runtime.errors import RuntimeFailure
+    failed = False
+    for item in items:
+        try:
+            fn(item)
+            click.echo(item)
+        except (EngineError, ImageFailure, RuntimeFailure) as e:
+            click.echo(f"Error: {e}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
 def _spec_options(fn, with_detach: bool = False):
     """The flags `run` and `create` share, from cli/run.py's table."""
     from berth.cli.run import FLAGS
@@ -178,18 +196,8 @@ def ps(all_: bool, quiet: bool, no_trunc: bool, fmt: str | None,
 def rm(force: bool, volumes: bool, refs: tuple[str, ...]) -> None:
     """Remove one or more containers."""
     from berth.engine import containers
-    from berth.engine.errors import EngineError
     state, _ = _engine()
-    failed = False
-    for ref in refs:
-        try:
-            containers.remove(state, ref, force, volumes)
-            click.echo(ref)
-        except EngineError as e:
-            click.echo(f"Error: {e}", err=True)
-            failed = True
-    if failed:
-        sys.exit(1)
+    each(refs, lambda ref: containers.remove(state, ref, force, volumes))
 
 
 @click.command("kill")
@@ -201,9 +209,7 @@ def kill(sig: str, refs: tuple[str, ...]) -> None:
     from berth.engine import containers
     from berth.runtime.kill import parse_signal
     state, _ = _engine()
-    for ref in refs:
-        containers.kill(state, ref, parse_signal(sig))
-        click.echo(ref)
+    each(refs, lambda ref: containers.kill(state, ref, parse_signal(sig)))
 
 
 @click.command("start")
@@ -213,12 +219,14 @@ def start(refs: tuple[str, ...]) -> None:
     """Start one or more stopped containers (in the background)."""
     from berth.engine import containers
     state, _ = _engine()
-    for ref in refs:
+
+    def start_one(ref: str) -> None:
         c = containers.get(state, ref)
         if c["status"] != "running":
             state.update(c["id"], stop_requested=0)
             containers.start_detached(state, c["id"])
-        click.echo(ref)
+
+    each(refs, start_one)
 
 
 @click.command("stop")
@@ -232,9 +240,8 @@ def stop(timeout: float | None, sig: str | None, refs: tuple[str, ...]) -> None:
     from berth.engine import containers
     from berth.runtime.kill import parse_signal
     state, _ = _engine()
-    for ref in refs:
-        containers.stop(state, ref, timeout, parse_signal(sig) if sig else None)
-        click.echo(ref)
+    each(refs, lambda ref: containers.stop(state, ref, timeout,
+                                           parse_signal(sig) if sig else None))
 
 
 @click.command("restart")
@@ -245,13 +252,15 @@ def restart(timeout: float, refs: tuple[str, ...]) -> None:
     """Restart one or more containers."""
     from berth.engine import containers
     state, _ = _engine()
-    for ref in refs:
+
+    def restart_one(ref: str) -> None:
         c = containers.get(state, ref)
         containers.stop(state, c["id"], timeout)
         containers.wait(state, c["id"])
         state.update(c["id"], stop_requested=0)
         containers.start_detached(state, c["id"])
-        click.echo(ref)
+
+    each(refs, restart_one)
 
 
 @click.command("wait")
@@ -344,9 +353,7 @@ def pause(refs: tuple[str, ...]) -> None:
     """Pause all processes within one or more containers."""
     from berth.engine import containers
     state, _ = _engine()
-    for ref in refs:
-        containers.pause(state, ref, True)
-        click.echo(ref)
+    each(refs, lambda ref: containers.pause(state, ref, True))
 
 
 @click.command("unpause")
@@ -356,9 +363,7 @@ def unpause(refs: tuple[str, ...]) -> None:
     """Unpause all processes within one or more containers."""
     from berth.engine import containers
     state, _ = _engine()
-    for ref in refs:
-        containers.pause(state, ref, False)
-        click.echo(ref)
+    each(refs, lambda ref: containers.pause(state, ref, False))
 
 
 @click.command("rename")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
-from berth.cli.container import _engine, handled
+from berth.cli.container import _engine, each, handled
 from berth.cli.format import render, table
 
 
@@ -77,15 +76,5 @@ def inspect(names: tuple[str, ...]) -> None:
 def rm(names: tuple[str, ...]) -> None:
     """Remove one or more networks."""
     from berth.engine import networks
-    from berth.engine.errors import EngineError
     state, _ = _engine()
-    failed = False
-    for n in names:
-        try:
-            networks.remove(state, n)
-            click.echo(n)
-        except EngineError as e:
-            click.echo(f"Error: {e}", err=True)
-            failed = True
-    if failed:
-        sys.exit(1)
+    each(names, lambda n: networks.remove(state, n))

@@ -10,7 +10,7 @@ import sys
 import time
 
 from berth.engine.errors import EngineError
-from berth.engine.supervisor import socket_path
+from berth.engine.supervisor import read_line, socket_path
 
 
 def _send(path: str, req: dict, timeout: float) -> dict:
@@ -18,12 +18,7 @@ def _send(path: str, req: dict, timeout: float) -> dict:
         s.settimeout(timeout)
         s.connect(path)
         s.sendall((json.dumps(req) + "\n").encode())
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_line(s)
     if not data:
         raise EngineError("the supervisor closed the connection without answering")
     return json.loads(data)

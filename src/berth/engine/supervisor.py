@@ -34,6 +34,17 @@ def run_dir(root: str) -> str:
     return os.path.join(root, "run")
 
 
+def read_line(sock: socket.socket) -> bytes:
+    """One newline-terminated message (the protocol's unit), or what came before EOF."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def alive(root: str) -> bool:
     """Is a supervisor serving `root`? (It holds the lock file for as long as it lives.)"""
     try:
@@ -179,12 +190,7 @@ class Supervisor:
             return False
         with conn:
             conn.settimeout(5)
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = read_line(conn)
             try:
                 req = json.loads(data)
                 reply = self.handle(req)
