@@ -6,16 +6,18 @@ PYTHON := /usr/bin/python3
 VENV := $(CURDIR)/.venv
 BUILD := $(CURDIR)/build
 BUSYBOX_IMAGE := $(BUILD)/images/busybox
+GUEST := $(BUILD)/guest
 DEB_PACKAGES := python3-venv python3-dev gcc busybox-static libseccomp2 runc podman skopeo \
-	umoci uidmap nftables iptables procps bc docker-registry docker.io iproute2
+	umoci uidmap nftables iptables procps bc docker-registry docker.io iproute2 \
+	qemu-system-x86 qemu-utils linux-image-amd64 cpio
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps venv images lint typecheck clean bench conformance
+.PHONY: demo test deps venv images guest lint typecheck clean bench conformance
 
-demo: deps venv images
-	@$(VENV)/bin/python scripts/demo.py $(BUSYBOX_IMAGE)
+demo: deps venv images guest
+	@$(VENV)/bin/python scripts/demo.py $(BUSYBOX_IMAGE) $(GUEST)
 
-test: deps venv images
+test: deps venv images guest
 	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
@@ -46,6 +48,12 @@ $(BUSYBOX_IMAGE)/.built: src/berth/images/busybox.py $(VENV)/.installed
 	$(VENV)/bin/python -m berth.images.busybox $(BUSYBOX_IMAGE)
 	touch $@
 
+# the VM test guest: Debian's kernel + a busybox initramfs with the virtio modules (cached)
+guest: $(GUEST)/guest.json
+$(GUEST)/guest.json: src/berth/vm/guest.py src/berth/vm/guest_init.py src/berth/vm/initramfs.py \
+		$(VENV)/.installed
+	$(VENV)/bin/python -m berth.vm.guest $(GUEST)
+
 lint: venv
 	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/lint-imports
@@ -53,8 +61,13 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-bench: deps venv images
+bench: deps venv images guest
 	$(VENV)/bin/python bench/runtime_start.py --image $(BUSYBOX_IMAGE)/rootfs
+	$(VENV)/bin/python bench/run_latency.py
+	$(VENV)/bin/python bench/idle_memory.py
+	$(VENV)/bin/python bench/ps_latency.py
+	$(VENV)/bin/python bench/pull.py
+	$(VENV)/bin/python bench/vm_boot.py --runs 5
 
 conformance: deps venv
 	scripts/conformance.sh
