@@ -98,10 +98,16 @@ def prepare_bundle(state: State, store: Store, c: dict) -> str:
                                                          extra.get("add_hosts") or []]))
             extra_mounts.append({"destination": "/etc/hosts", "type": "bind", "source": hosts,
                                  "options": ["rbind", "rprivate"]})
-        if extra.get("dns"):
+        nameservers = list(extra.get("dns") or [])
+        if not nameservers and spec.network not in ("none", "host"):
+            from berth.engine import networks
+            net = networks.get(state, spec.network)
+            if net["Name"] != networks.DEFAULT:  # docker: embedded DNS on user networks
+                nameservers = [net["Gateway"]]
+        if nameservers:
             resolv = os.path.join(state.dir(c["id"]), "resolv.conf")
             with open(resolv, "w") as f:
-                f.write("".join(f"nameserver {d}\n" for d in extra["dns"]))
+                f.write("".join(f"nameserver {d}\n" for d in nameservers))
             extra_mounts.append({"destination": "/etc/resolv.conf", "type": "bind",
                                  "source": resolv, "options": ["rbind", "rprivate"]})
         from berth.engine import volumes
@@ -122,13 +128,28 @@ def prepare_bundle(state: State, store: Store, c: dict) -> str:
     return bundle
 
 
-def plug_network(state: State, cid: str):
-    """The create->start hook that plugs the container into its network (None: nothing)."""
+def plug_network(state: State, cid: str, dns=None):
+    """The create->start hook that plugs the container into its network (None: nothing).
+
+    On a user-defined network the supervisor must answer DNS on it: `dns(network)` asks
+    it (the supervisor passes its own method; a CLI goes through the socket).
+    """
     spec = json.loads(state.get(cid)["spec"])
-    if spec.get("network", "none") in ("none", "host"):
+    network = spec.get("network", "none")
+    if network in ("none", "host"):
         return None
     from berth.engine import networks
-    return lambda pid: networks.attach(state, cid, pid, spec["network"])
+
+    def plug(pid: int) -> None:
+        networks.attach(state, cid, pid, network)
+        if networks.get(state, network)["Name"] != networks.DEFAULT:
+            if dns is not None:
+                dns(network)
+            else:
+                from berth.engine.client import request
+                request(state.root, {"op": "dns", "network": network})
+
+    return plug
 
 
 def release_network(state: State, cid: str) -> None:

@@ -109,6 +109,7 @@ class Supervisor:
         self.streams: dict[str, list[_Stream]] = {}
         self.logs: dict[str, int] = {}
         self.idle_since: float | None = time.monotonic()
+        self.dns: dict[str, socket.socket] = {}  # network name -> UDP socket on its gateway
 
     # --- lifecycle of the supervisor itself ---------------------------------
 
@@ -150,8 +151,11 @@ class Supervisor:
                         self._reap()
                     elif kind == "stream":
                         self._read_stream(data)
+                    elif kind == "dns":
+                        self._answer_dns(*data)
                 self._reap()
-                if self.running:
+                self._drop_unused_dns()
+                if self.running or self.dns:
                     self.idle_since = None
                 elif self.idle_since is None:
                     self.idle_since = time.monotonic()
@@ -210,10 +214,59 @@ class Supervisor:
             return {"ok": True, "pid": os.getpid()}
         if op == "start":
             return {"ok": True, "pid": self.start(req["id"])}
+        if op == "dns":
+            self.ensure_dns(req["network"])
+            return {"ok": True}
         if op == "stop":
             self.stop(req["id"], float(req.get("timeout", 10)), req.get("signal", 15))
             return {"ok": True}
         raise EngineError(f"unknown request {op!r}")
+
+    # --- the embedded DNS of user-defined networks ----------------------------
+
+    def ensure_dns(self, network: str) -> None:
+        from berth.engine import networks
+        if network in self.dns:
+            return
+        net = networks.get(self.state, network)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((net["Gateway"], 53))
+        s.setblocking(False)
+        self.dns[network] = s
+        self.sel.register(s, selectors.EVENT_READ, ("dns", (network, s)))
+
+    def _answer_dns(self, network: str, s: socket.socket) -> None:
+        from berth.engine import dns
+        try:
+            packet, addr = s.recvfrom(4096)
+        except BlockingIOError:
+            return
+        reply = dns.answer(packet, lambda name: self._lookup(network, name))
+        if reply is not None:
+            try:
+                s.sendto(reply, addr)
+            except OSError:
+                pass
+
+    def _lookup(self, network: str, name: str) -> str | None:
+        rows = self.state.db.execute(
+            "SELECT e.ip, c.name, c.id, c.spec FROM endpoints e JOIN containers c ON "
+            "c.id = e.container WHERE e.network = ?", (network,)).fetchall()
+        for ip, cname, cid, spec in rows:
+            host = (json.loads(spec).get("hostname") or "").lower()
+            if name in (cname.lower(), host) or (len(name) >= 12 and cid.startswith(name)):
+                return str(ip)
+        return None
+
+    def _drop_unused_dns(self) -> None:
+        for network in list(self.dns):
+            used = self.state.db.execute("SELECT 1 FROM endpoints WHERE network = ?",
+                                         (network,)).fetchone()
+            if not used:
+                s = self.dns.pop(network)
+                self.sel.unregister(s)
+                s.close()
 
     # --- containers ---------------------------------------------------------
 
@@ -238,7 +291,8 @@ class Supervisor:
         null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         try:
             pid = create_and_start(rts, cid, bundle, stdio=(null, out_w, err_w),
-                                   between=containers.plug_network(self.state, cid))
+                                   between=containers.plug_network(self.state, cid,
+                                                                   self.ensure_dns))
         except BaseException:
             for fd in (out_r, err_r):
                 os.close(fd)

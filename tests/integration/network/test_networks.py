@@ -81,3 +81,22 @@ def test_none_and_host_modes(berth) -> None:  # noqa: F811
     host_ifaces = sorted(p.name for p in Path("/sys/class/net").iterdir())
     assert sorted(berth("run", "--rm", "--network", "host", "busybox", "ls",
                         "/sys/class/net").stdout.split()) == host_ifaces
+
+
+def test_embedded_dns_finds_containers_started_later(berth, tmp_path) -> None:  # noqa: F811
+    berth("network", "create", "dnsnet")
+    berth("run", "-d", "--name", "early", "--network", "dnsnet", "busybox", "sleep", "60")
+    berth("run", "-d", "--name", "late", "--network", "dnsnet", "busybox", "sleep", "60")
+    out = berth("exec", "early", "sh", "-c", "cat /etc/resolv.conf; nslookup late; "
+                "ping -c1 -W2 late >/dev/null && echo reached; "
+                "nslookup nosuch.example 2>&1; true").stdout
+    assert "nameserver 10.89." in out
+    assert "reached" in out and "NXDOMAIN" in out
+    # a foreground container on the network gets the same answers (the supervisor serves it)
+    p = berth("run", "--rm", "--network", "dnsnet", "busybox", "sh", "-c",
+              "ping -c1 -W2 early >/dev/null && echo found-early")
+    assert p.stdout == "found-early\n"
+    berth("rm", "-f", "early", "late")
+    from tests.integration.engine.test_detached import supervisors
+    until(lambda: not supervisors(tmp_path / "root"))
+    berth("network", "rm", "dnsnet")
