@@ -129,11 +129,8 @@ def env_file(path: str) -> list[str]:
 
 def make_spec(kw: dict):
     from berth.engine import ports, volumes
-    from berth.engine.errors import InvalidOption
     from berth.engine.spec import ContainerSpec, parse_extra, parse_memory
 
-    if str(kw["network"]).startswith("container:"):
-        raise InvalidOption("--network container:ID is not supported yet")
     envs = [e for f in kw["env_file"] for e in env_file(f)]
     envs += [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in kw["env"]]
     ep = kw["entrypoint"]

@@ -18,7 +18,7 @@ import time
 
 from berth.engine.errors import ContainerRunning, EngineError
 from berth.engine.names import generate
-from berth.engine.spec import ContainerSpec, oci_config, process_args
+from berth.engine.spec import ContainerSpec, bridged, oci_config, process_args
 from berth.engine.state import State
 from berth.oci import jsonfast as json
 
@@ -85,10 +85,18 @@ def prepare_bundle(state: State, store: Store, c: dict) -> str:
     extra_mounts = []
     extra = getattr(spec, "extra", None) or {}
     try:
-        if spec.network not in ("none", "host") or extra.get("add_hosts"):
+        if spec.network.startswith("container:"):
+            other = refresh(state, state.get(spec.network.partition(":")[2]))
+            if other["status"] != "running":
+                raise EngineError(f"cannot join the network of container {other['name']}: "
+                                  "it is not running")
+            netns = f"/proc/{other['pid']}/ns/net"
+        else:
+            netns = None
+        if bridged(spec.network) or extra.get("add_hosts"):
             from berth.engine import networks
             ip, peer_list = None, []
-            if spec.network not in ("none", "host"):
+            if bridged(spec.network):
                 ep = networks.allocate(state, c["id"], spec.network)
                 ip, peer_list = ep["IP"], networks.peers(state, c["id"], ep["Name"])
             hosts = os.path.join(state.dir(c["id"]), "hosts")
@@ -99,7 +107,7 @@ def prepare_bundle(state: State, store: Store, c: dict) -> str:
             extra_mounts.append({"destination": "/etc/hosts", "type": "bind", "source": hosts,
                                  "options": ["rbind", "rprivate"]})
         nameservers = list(extra.get("dns") or [])
-        if not nameservers and spec.network not in ("none", "host"):
+        if not nameservers and bridged(spec.network):
             from berth.engine import networks
             net = networks.get(state, spec.network)
             if net["Name"] != networks.DEFAULT:  # docker: embedded DNS on user networks
@@ -118,6 +126,10 @@ def prepare_bundle(state: State, store: Store, c: dict) -> str:
         config = oci_config(spec, store.config(c["image_id"]).get("config") or {}, rootfs,
                             f"/berth/{c['id']}", spec.hostname or c["id"][:12], state.root)
         config["mounts"] += extra_mounts
+        if netns is not None:  # --network container:ID joins that container's namespace
+            for ns in config["linux"]["namespaces"]:
+                if ns["type"] == "network":
+                    ns["path"] = netns
         bundle = os.path.join(state.dir(c["id"]), "bundle")
         with open(os.path.join(bundle, "config.json"), "w") as f:
             f.write(json.dumps(config))
@@ -136,7 +148,7 @@ def plug_network(state: State, cid: str, dns=None):
     """
     spec = json.loads(state.get(cid)["spec"])
     network = spec.get("network", "none")
-    if network in ("none", "host"):
+    if not bridged(network):
         return None
     from berth.engine import networks
 

@@ -65,8 +65,11 @@ class ContainerSpec:
         # stop_timeout, ulimits, devices, shm_size, cpu_shares, cpuset_cpus, memory_swap,
         # no_new_privileges, seccomp
         self.extra = extra or {}
-        if (self.ports or publish_all) and network in ("none", "host"):
+        if (self.ports or publish_all) and not bridged(network):
             raise InvalidOption(f"-p/-P need a bridge network, not --network {network}")
+        if network.startswith("container:") and (hostname or self.ports):
+            raise InvalidOption("--network container:ID shares that container's network: "
+                                "it takes no --hostname or -p of its own")
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -76,6 +79,11 @@ class ContainerSpec:
         s = cls.__new__(cls)
         s.__dict__.update(d)
         return s
+
+
+def bridged(network: str) -> bool:
+    """Does this --network value give the container its own address on a bridge?"""
+    return network not in ("none", "host") and not network.startswith("container:")
 
 
 def parse_extra(add_host: tuple[str, ...] = (), dns: tuple[str, ...] = (),

@@ -100,3 +100,18 @@ def test_embedded_dns_finds_containers_started_later(berth, tmp_path) -> None:  
     from tests.integration.engine.test_detached import supervisors
     until(lambda: not supervisors(tmp_path / "root"))
     berth("network", "rm", "dnsnet")
+
+
+def test_network_container_mode_shares_the_namespace(berth) -> None:  # noqa: F811
+    berth("run", "-d", "--name", "host1", "busybox", "sh", "-c",
+          "echo inside-host1 > /tmp/i; httpd -f -p 8088 -h /tmp")
+    addr = ip_of(berth, "host1")
+    p = berth("run", "--rm", "--network", "container:host1", "busybox", "sh", "-c",
+              "ls /sys/class/net | sort | tr '\\n' ' '; wget -qO- http://127.0.0.1:8088/i; "
+              "ip -4 -o addr show eth0 2>/dev/null | grep -o '10\\.89[0-9.]*' || "
+              "ifconfig eth0 | grep -o 'addr:10\\.89[0-9.]*' | cut -d: -f2")
+    lines = p.stdout.splitlines()
+    assert lines[0] == "eth0 lo inside-host1"  # the other container's loopback and address
+    assert lines[1] == addr
+    p = berth("run", "--rm", "--network", "container:nosuch", "busybox", "true", check=False)
+    assert p.returncode == 125 and "No such container: nosuch" in p.stderr
