@@ -18,9 +18,8 @@ from berth.cli.format import FormatError, human_age, render, table
 
 
 def _engine():
-    from berth.engine.state import State
-    from berth.images.store import Store
-    return State(), Store()
+    from berth.cli.run import engine
+    return engine()
 
 
 def handled(fn):
