@@ -90,13 +90,19 @@ def media_type_of(doc: dict) -> str | None:
     return None
 
 
-def manifest(doc: Any, name: str = "manifest") -> dict:
+def _header(doc: Any, name: str, allowed: tuple[str, ...], kind: str) -> str:
+    """schemaVersion 2 and a media type among `allowed` (given or told by the shape)."""
     _obj(doc, "(document)", name)
     if doc.get("schemaVersion") != 2:
         raise SpecError("schemaVersion", f"must be 2, not {doc.get('schemaVersion')!r}", name)
     mt = media_type_of(doc)
-    if mt not in MANIFEST_TYPES:
-        raise SpecError("mediaType", f"unknown manifest media type {mt!r}", name)
+    if mt not in allowed:
+        raise SpecError("mediaType", f"unknown {kind} media type {mt!r}", name)
+    return mt
+
+
+def manifest(doc: Any, name: str = "manifest") -> dict:
+    _header(doc, name, MANIFEST_TYPES, "manifest")
     cfg = descriptor(doc.get("config"), "config", name)
     if cfg["mediaType"] not in CONFIG_TYPES:
         raise SpecError("config.mediaType", f"unknown config media type {cfg['mediaType']!r}",
@@ -113,12 +119,7 @@ def manifest(doc: Any, name: str = "manifest") -> dict:
 
 
 def index(doc: Any, name: str = "index") -> dict:
-    _obj(doc, "(document)", name)
-    if doc.get("schemaVersion") != 2:
-        raise SpecError("schemaVersion", f"must be 2, not {doc.get('schemaVersion')!r}", name)
-    mt = media_type_of(doc)
-    if mt not in INDEX_TYPES:
-        raise SpecError("mediaType", f"unknown index media type {mt!r}", name)
+    _header(doc, name, INDEX_TYPES, "index")
     ms = doc.get("manifests")
     if not isinstance(ms, list):
         raise SpecError("manifests", "must be a list of descriptors", name)
