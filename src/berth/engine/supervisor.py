@@ -319,16 +319,14 @@ class Supervisor:
         pid = c["pid"]
         if c["status"] != "running" or pid not in self.running:
             return
-        os.kill(pid, sig)
+        from berth.runtime.linux import signal_process
+        signal_process(pid, sig)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._reap_one(pid):
                 return
             time.sleep(0.01)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        signal_process(pid, signal.SIGKILL)
         while not self._reap_one(pid):
             time.sleep(0.005)
 

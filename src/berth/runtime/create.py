@@ -238,11 +238,12 @@ def _write_id_maps(pid: int, lcfg: dict) -> None:
 
 
 def _kill_wait(pid: int) -> None:
-    try:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
+    from berth.runtime.linux import signal_process
+    if signal_process(pid, 9):
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
 
 
 def _undo(store: Store, cid: str, cg, pid: int) -> None:
@@ -251,12 +252,8 @@ def _undo(store: Store, cid: str, cg, pid: int) -> None:
         st = store.load(cid)
     except Exception:  # noqa: BLE001
         pass
-    ipid = pid or (st or {}).get("pid") or 0
-    if ipid:
-        try:
-            os.kill(ipid, 9)
-        except ProcessLookupError:
-            pass
+    from berth.runtime.linux import signal_process
+    signal_process(pid or (st or {}).get("pid") or 0, 9)
     try:
         cg.kill_all()
         cg.destroy()

@@ -34,10 +34,8 @@ def delete(store: Store, cid: str, force: bool = False) -> None:
                            "(stop it first or use --force)")
     cg = cgroup_of(st) if st.get("cgroup") else None
     if s != "stopped":
-        try:
-            os.kill(st["pid"], 9)
-        except ProcessLookupError:
-            pass
+        from berth.runtime.linux import signal_process
+        signal_process(st.get("pid") or 0, 9)
         for _ in range(500):
             if not alive(st):
                 break

@@ -49,4 +49,6 @@ def kill(store: Store, cid: str, sig: int = 15, all_processes: bool = False) -> 
             except ProcessLookupError:
                 pass
         return
-    os.kill(st["pid"], sig)
+    from berth.runtime.linux import signal_process
+    if not signal_process(st.get("pid") or 0, sig):
+        raise InvalidState(f"cannot kill container {cid!r}: its process is gone")

@@ -187,3 +187,16 @@ def link_up(name: str = "lo") -> None:
         _check(_libc.ioctl(sock, ctypes.c_ulong(0x8914), ctypes.byref(req)), "SIOCSIFFLAGS", name)
     finally:
         os.close(sock)
+
+
+def signal_process(pid: int, sig: int) -> bool:
+    """kill(2) for one process; False if it is gone. A pid of 0 or below (a record of a
+    process that never started) is refused: kill(0) or kill(-1) would signal the caller's
+    whole process group, or every process."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, sig)
+        return True
+    except ProcessLookupError:
+        return False

@@ -41,3 +41,13 @@ def test_bad_signal() -> None:
         parse_signal("SIGNOPE")
     with pytest.raises(UsageError):
         parse_signal("99")
+
+
+def test_signal_process_never_signals_a_group() -> None:
+    """A record's pid 0 (a create killed early) must not become kill(0): the caller's group."""
+    import os
+
+    from berth.runtime.linux import signal_process
+    assert signal_process(0, 0) is False
+    assert signal_process(-1, 0) is False
+    assert signal_process(os.getpid(), 0) is True
