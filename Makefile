@@ -9,7 +9,7 @@ BUSYBOX_IMAGE := $(BUILD)/images/busybox
 GUEST := $(BUILD)/guest
 DEB_PACKAGES := python3-venv python3-dev gcc busybox-static libseccomp2 runc podman skopeo \
 	umoci uidmap nftables iptables procps bc docker-registry docker.io iproute2 \
-	qemu-system-x86 qemu-utils linux-image-amd64 cpio
+	qemu-system-x86 qemu-utils linux-image-amd64 cpio tini
 PYTEST_ARGS ?=
 
 .PHONY: demo test deps venv images guest lint typecheck clean bench conformance

@@ -63,6 +63,8 @@ FLAGS: list[tuple[tuple[str, ...], str, str, object, str]] = [
      "CPUs in which to allow execution (0-3, 0,1)."),
     (("--memory-swap",), "memory_swap", "value", None,
      "Memory plus swap limit; -1 for unlimited."),
+    (("--init",), "init", "flag", False,
+     "Run an init (tini) as pid 1 that forwards signals and reaps orphans."),
     (("--security-opt",), "security_opt", "multi", (),
      "no-new-privileges, seccomp=unconfined|PROFILE.json."),
     (("--pull",), "pull_policy", "choice:always,missing,never", "missing",
@@ -151,7 +153,8 @@ def make_spec(kw: dict):
         ports=[ports.parse(p) for p in kw["publish"]], publish_all=bool(kw["publish_all"]),
         extra=parse_extra(kw["add_host"], kw["dns"], kw["stop_signal"], kw["stop_timeout"],
                           kw["ulimit"], kw["device"], kw["shm_size"], kw["cpu_shares"],
-                          kw["cpuset_cpus"], kw["memory_swap"], kw["security_opt"]))
+                          kw["cpuset_cpus"], kw["memory_swap"], kw["security_opt"],
+                          kw["init"]))
 
 
 def pull_if_missing(store, ref: str, policy: str = "missing") -> None:

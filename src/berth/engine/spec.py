@@ -91,11 +91,13 @@ def parse_extra(add_host: tuple[str, ...] = (), dns: tuple[str, ...] = (),
                 ulimit: tuple[str, ...] = (), device: tuple[str, ...] = (),
                 shm_size: str | None = None, cpu_shares: int | None = None,
                 cpuset_cpus: str | None = None, memory_swap: str | None = None,
-                security_opt: tuple[str, ...] = ()) -> dict:
+                security_opt: tuple[str, ...] = (), init: bool = False) -> dict:
     """The rarer `run` flags, checked here so a bad value fails before anything is made."""
     import os
     import socket
     out: dict = {}
+    if init:
+        out["init"] = init_binary()
     for h in add_host:
         name, _, ip = h.partition(":")
         try:
@@ -172,6 +174,20 @@ def parse_extra(add_host: tuple[str, ...] = (), dns: tuple[str, ...] = (),
         else:
             raise InvalidOption(f"invalid --security-opt {opt!r}")
     return out
+
+
+INIT_CANDIDATES = ("/usr/bin/tini-static", "/usr/libexec/docker/docker-init",
+                   "/usr/bin/docker-init")
+
+
+def init_binary() -> str:
+    """The static init --init bind-mounts into the container (tini, as docker's docker-init)."""
+    import os
+    for path in INIT_CANDIDATES:
+        if os.path.isfile(path):
+            return path
+    raise InvalidOption("--init needs a static tini (Debian package tini: "
+                        "/usr/bin/tini-static)")
 
 
 def parse_restart(text: str) -> str:
@@ -319,7 +335,8 @@ def oci_config(spec: ContainerSpec, image_cfg: dict, rootfs: str, cgroup: str,
         "process": {
             "terminal": spec.tty,
             "user": {"uid": uid, "gid": gid, "additionalGids": groups},
-            "args": process_args(spec, image_cfg),
+            "args": (["/sbin/docker-init", "--"] if extra.get("init") else [])
+            + process_args(spec, image_cfg),
             "env": merge_env(image_cfg.get("Env") or [], spec.env
                              + ([f"HOSTNAME={hostname}"] if spec.network != "host" else [])),
             "cwd": spec.workdir or image_cfg.get("WorkingDir") or "/",
@@ -347,6 +364,8 @@ def oci_config(spec: ContainerSpec, image_cfg: dict, rootfs: str, cgroup: str,
              "options": ["nosuid", "noexec", "nodev", "mode=1777",
                          f"size={extra.get('shm_size') or 67108864}"]},
             *_user_mounts(root, getattr(spec, "mounts", None) or []),
+            *([{"destination": "/sbin/docker-init", "type": "bind", "source": extra["init"],
+                "options": ["rbind", "ro"]}] if extra.get("init") else []),
         ],
         "linux": {
             "cgroupsPath": cgroup,

@@ -74,3 +74,18 @@ def test_stats_reads_the_cgroups(berth) -> None:  # noqa: F811
     assert float(out[1].rstrip("%")) > 20  # a spinning shell
     assert out[4] == "67.1MB"  # the -m limit (64 MiB in docker's decimal units)
     assert out[5] == "1"
+
+
+def test_init_forwards_signals_and_reaps(berth) -> None:  # noqa: F811
+    p = berth("run", "--rm", "--init", "busybox", "sh", "-c",
+              "cat /proc/1/comm; cat /proc/$$/comm; (sleep 0.1 &); sleep 0.3; "
+              "grep -c Z /proc/[0-9]*/stat 2>/dev/null | grep -v ':0' | wc -l")
+    lines = p.stdout.split()
+    assert lines[:2] == ["docker-init", "sh"]  # tini is pid 1, the command its child
+    assert lines[2] == "0"  # the orphaned sleep was reaped: no zombies
+    berth("run", "-d", "--init", "--name", "initd", "busybox", "sleep", "100")
+    time.sleep(0.3)
+    start = time.monotonic()
+    berth("stop", "-t", "5", "initd")
+    assert time.monotonic() - start < 4  # TERM reached sleep through tini: no 5 s wait
+    assert berth("wait", "initd").stdout == "143\n"
