@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 
-from berth.engine.errors import ContainerRunning, EngineError
+from berth.engine.errors import ContainerRunning, EngineError, NameInUse
 from berth.engine.names import generate
 from berth.engine.spec import ContainerSpec, bridged, oci_config, process_args
 from berth.engine.state import State
@@ -43,12 +43,20 @@ def create(state: State, store: Store, spec: ContainerSpec) -> str:
     cid = os.urandom(32).hex()  # secrets would import base64, hmac, re: ~15 ms
     if spec.name is not None:
         check_name(spec.name)
-    name = spec.name or generate(state.names())
     d = state.dir(cid)
     for sub in ("upper", "work", "rootfs", "bundle"):
         os.makedirs(os.path.join(d, sub), 0o700 if sub == "work" else 0o755)
     try:
-        state.add(cid, name, spec.image, image_id, args, spec.to_dict())
+        for attempt in range(20):
+            name = spec.name or generate(state.names())
+            try:
+                state.add(cid, name, spec.image, image_id, args, spec.to_dict())
+                break
+            except NameInUse:
+                # a generated name can be taken by a concurrent create between the pick
+                # and the insert: pick again (a name the user gave is simply in use)
+                if spec.name or attempt == 19:
+                    raise
     except BaseException:
         shutil.rmtree(d, ignore_errors=True)
         raise

@@ -92,11 +92,9 @@ def test_many_concurrent_runs_give_a_consistent_ps(berth, tmp_path: Path) -> Non
     procs = [subprocess.Popen([BERTH, "run", "-d", "busybox", "sleep", "300"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
              for _ in range(20)]
-    ids = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        ids.append(out.decode().strip())
+    results = [(p.communicate(timeout=120), p.returncode) for p in procs]
+    assert [rc for _, rc in results] == [0] * 20, [err for (_, err), _ in results]
+    ids = [out.decode().strip() for (out, _), _ in results]
     assert sorted(berth("ps", "-q", "--no-trunc").stdout.split()) == sorted(ids)
     assert len(supervisors(tmp_path / "root")) == 1 or until(
         lambda: len(supervisors(tmp_path / "root")) == 1)
