@@ -318,7 +318,14 @@ def list_containers(state: State, all_: bool = False) -> list[dict]:
 def remove(state: State, ref: str, force: bool = False, volumes: bool = False) -> str:
     """Delete a container and everything it left (snapshot, bundle, runtime state);
     with `volumes`, its anonymous volumes too."""
-    c = refresh(state, state.get(ref))
+    c = state.get(ref)
+    from berth.engine.supervisor import alive
+    if alive(state.root):
+        # the supervisor serves one request at a time: once it answers, a start it was
+        # given (by a CLI killed since, say) is finished, and the record says so
+        from berth.engine.client import request
+        request(state.root, {"op": "ping"})
+    c = refresh(state, state.get(c["id"]))
     if c["status"] == "running":
         if not force:
             raise ContainerRunning(f"cannot remove container {c['name']}: it is running "

@@ -42,6 +42,8 @@ def test_cli_killed_at_every_moment(berth, tmp_path: Path) -> None:  # noqa: F81
     ids = berth("ps", "-aq").stdout.split()
     if ids:
         berth("rm", "-f", *ids)
+    from tests.integration.engine.test_detached import supervisors, until
+    until(lambda: not supervisors(tmp_path / "root"))  # whatever it was doing is over
     berth("system", "check", "--repair", check=False)
     assert berth("system", "check").stdout == "no inconsistencies found\n"
     assert berth("ps", "-aq").stdout == ""
@@ -54,3 +56,7 @@ def test_cli_killed_at_every_moment(berth, tmp_path: Path) -> None:  # noqa: F81
     rt = subprocess.run([str(Path(BERTH).parent / "berth-runtime"), "--root",
                          str(tmp_path / "runtime"), "list", "-q"], capture_output=True, text=True)
     assert rt.stdout == ""
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    from berth.engine.networks import bridge_name
+    from berth.engine.state import State
+    assert bridge_name(State(str(tmp_path / "root")), "bridge") not in links
