@@ -556,3 +556,44 @@ def stats(no_stream: bool, all_: bool, fmt: str | None, refs: tuple[str, ...]) -
 
 
 container.add_command(stats)
+
+
+@click.command("attach")
+@click.option("--sig-proxy/--no-sig-proxy", default=True, show_default=True,
+              help="Forward the signals this command receives to the container.")
+@click.argument("ref")
+@handled
+def attach(sig_proxy: bool, ref: str) -> None:
+    """Attach to a running container's output (from now on) until it exits.
+
+    The container's stdin is not attached: berth starts detached containers with
+    /dev/null as stdin. Exits with the container's exit code.
+    """
+    import signal as _signal
+
+    from berth.engine import containers
+    from berth.engine import logs as logmod
+    from berth.engine.errors import EngineError
+    state, _ = _engine()
+    c = containers.get(state, ref)
+    if c["status"] != "running":
+        raise EngineError("You cannot attach to a stopped container, start it first")
+    if sig_proxy:
+        def forward(signum: int, _frame: object) -> None:
+            try:
+                containers.kill(state, c["id"], signum)
+            except EngineError:
+                pass
+        for s in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGUSR1,
+                  _signal.SIGUSR2):
+            _signal.signal(s, forward)
+    path = containers.logs_path(state, c["id"])
+    for rec in logmod.read(path, tail=0, follow=True, still_running=lambda: containers.get(
+            state, c["id"])["status"] == "running"):
+        out = sys.stdout if rec["stream"] == "stdout" else sys.stderr
+        out.write(rec["log"])
+        out.flush()
+    sys.exit(containers.wait(state, c["id"]))
+
+
+container.add_command(attach)

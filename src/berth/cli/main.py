@@ -46,6 +46,7 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "network": ("berth.cli.network", "network", "Manage networks."),
     "port": ("berth.cli.container", "port", "List port mappings of a container."),
     "stats": ("berth.cli.container", "stats", "Display containers' resource usage."),
+    "attach": ("berth.cli.container", "attach", "Attach to a running container's output."),
     "cp": ("berth.cli.container", "cp", "Copy files between a container and the host."),
     "export": ("berth.cli.container", "export", "Export a container's filesystem as a tar."),
     "diff": ("berth.cli.container", "diff", "Changes to files in a container's filesystem."),

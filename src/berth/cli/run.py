@@ -63,6 +63,8 @@ FLAGS: list[tuple[tuple[str, ...], str, str, object, str]] = [
      "CPUs in which to allow execution (0-3, 0,1)."),
     (("--memory-swap",), "memory_swap", "value", None,
      "Memory plus swap limit; -1 for unlimited."),
+    (("--sig-proxy",), "sig_proxy", "flag", True,
+     "Forward received signals to the container (foreground runs always do)."),
     (("--init",), "init", "flag", False,
      "Run an init (tini) as pid 1 that forwards signals and reaps orphans."),
     (("--security-opt",), "security_opt", "multi", (),

@@ -67,3 +67,27 @@ def test_container_prune_removes_only_stopped(berth) -> None:  # noqa: F811
     out = berth("container", "prune", "-f").stdout
     assert out.startswith("Deleted Containers:")
     assert berth("ps", "-a", "--format", "{{.Names}}").stdout == "live\n"
+
+
+def test_attach_follows_new_output_and_proxies_signals(berth, tmp_path) -> None:  # noqa: F811
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    berth("run", "-d", "--name", "talker", "busybox", "sh", "-c",
+          "echo before; trap 'echo got-term; exit 7' TERM; sleep 1; "
+          "while true; do echo tick; sleep 0.2; done")
+    time.sleep(0.6)  # "before" is in the log already: attach must not replay it
+    env = dict(os.environ, BERTH_ROOT=str(tmp_path / "root"),
+               BERTH_RUNTIME_ROOT=str(tmp_path / "runtime"))
+    p = subprocess.Popen([str(Path(sys.executable).parent / "berth"), "attach", "talker"],
+                         stdout=subprocess.PIPE, text=True, env=env)
+    assert p.stdout is not None
+    assert p.stdout.readline() == "tick\n"
+    p.send_signal(signal.SIGTERM)  # proxied to the container, whose trap exits 7
+    out, _ = p.communicate(timeout=20)
+    assert "got-term\n" in out and "before" not in out
+    assert p.returncode == 7
+    p = berth("attach", "talker", check=False)
+    assert p.returncode == 125 and "stopped container" in p.stderr
