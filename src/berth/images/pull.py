@@ -82,22 +82,19 @@ async def _pull(store: Store, reg: Registry, r: Reference, report: Progress, pla
     man, config = manifest_import.check(man_bytes, man_digest, cfg_bytes, where)
     steps = manifest_import.plan(store, man, config)
     names = [str(r.with_tag(r.tag))] if r.tag else []
-    if all(s.present for s in steps) and _have_image(store, f"{r.name}@{man_digest}"):
-        image_id = manifest_import.commit(store, man_bytes, man_digest, man_type, cfg_bytes,
-                                          cfg_desc["digest"], config, names)
-        store.note_digest_ref(f"{r.name}@{top_digest}", image_id)
-        report("", f"Digest: {top_digest}")
-        report("", f"Status: Image is up to date for {r}")
-        return image_id
-    for s in steps:
-        report(s.digest, "Already exists" if s.present else "Pulling fs layer")
-    await _fetch_layers(store, reg, repo, [s for s in steps if not s.present], report,
-                        concurrency)
+    up_to_date = all(s.present for s in steps) and _have_image(store,
+                                                                f"{r.name}@{man_digest}")
+    if not up_to_date:
+        for s in steps:
+            report(s.digest, "Already exists" if s.present else "Pulling fs layer")
+        await _fetch_layers(store, reg, repo, [s for s in steps if not s.present], report,
+                            concurrency)
     image_id = manifest_import.commit(store, man_bytes, man_digest, man_type, cfg_bytes,
                                       cfg_desc["digest"], config, names)
     store.note_digest_ref(f"{r.name}@{top_digest}", image_id)
     report("", f"Digest: {top_digest}")
-    report("", f"Status: Downloaded newer image for {r}")
+    report("", f"Status: {'Image is up to date' if up_to_date else 'Downloaded newer image'} "
+               f"for {r}")
     return image_id
 
 
