@@ -159,6 +159,7 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
     args = InitArgs(config, bundle, rootfs, state_dir, cg.dirs, console_socket, preserve_fds,
                     no_pivot)
     args.stdio = stdio
+    args.cgroup_join = cg.join_files()  # stage 1 moves itself in: init is born inside
     from berth.runtime.cgroups import finish_warm_up
     finish_warm_up()  # no thread may run across fork
     pid1 = os.fork()
@@ -191,12 +192,11 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
                 st["pid"] = pid
                 os.waitpid(pid1, 0)
                 pid1 = 0
-                cg.add(pid)
                 oom = config["process"].get("oomScoreAdj")
                 if oom is not None:
                     from berth.runtime.process import set_oom_score_adj
                     set_oom_score_adj(pid, oom)
-                ch.send("OK")  # init is in its cgroup; record it while init goes on
+                ch.send("OK")  # record init while it goes on
                 ps = proc_stat(pid)
                 st["starttime"] = ps[1] if ps else 0
                 store.save(cid, st)

@@ -88,7 +88,8 @@ def _child(w: int, cg, paths: dict[str, str], plan, proc: dict,
 
     try:
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
-        cg.add(os.getpid())
+        from berth.runtime.cgroups import join_self
+        join_self(cg.join_files())
         console = None
         if proc.get("terminal"):
             from berth.runtime.init import _connect_console

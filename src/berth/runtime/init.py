@@ -1,11 +1,12 @@
 """The container side of create: the two forked stages that become the container's init.
 
-stage 1 (forked by create): makes itself undumpable, joins namespaces given
-by path, creates the user namespace (the parent writes its id maps) and then
-the others, and forks stage 2, which is pid 1 of a new pid namespace.
-stage 2: waits to be placed in its cgroup, creates the cgroup namespace,
-builds the rootfs, lets the parent run prestart/createRuntime hooks, runs
-createContainer hooks, pivots, reports READY, then blocks on the exec fifo
+stage 1 (forked by create): makes itself undumpable, moves itself into the
+container's cgroup (so everything it forks is born there), joins namespaces
+given by path, creates the user namespace (the parent writes its id maps) and
+then the others, and forks stage 2, which is pid 1 of a new pid namespace.
+stage 2: creates the cgroup namespace, builds the rootfs, waits until the
+parent has recorded its pid, lets the parent run prestart/createRuntime hooks,
+runs createContainer hooks, pivots, reports READY, then blocks on the exec fifo
 until `start`, runs startContainer hooks and execs the user's process.
 
 Messages to the parent are lines on a pipe: "USERNS", "PID <n>", "HOOKS",
@@ -61,6 +62,7 @@ class InitArgs:
         self.preserve_fds = preserve_fds
         self.no_pivot = no_pivot
         self.stdio: tuple[int, int, int] | None = None
+        self.cgroup_join: list[str] = []  # files stage 1 writes "0" to (cgroups.join_self)
         # opened by the parent: the container's root may not be able to walk to it
         self.state_fd = os.open(state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         linux_cfg = config.get("linux") or {}
@@ -89,6 +91,9 @@ def stage1(a: InitArgs, ch: Channel) -> None:
     """Runs in the first child; never returns."""
     try:
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
+        if a.cgroup_join:  # first: still host root, in the host's namespaces, one thread
+            from berth.runtime.cgroups import join_self
+            join_self(a.cgroup_join)
         if a.stdio is not None:
             for i, fd in enumerate(a.stdio):
                 os.dup2(fd, i)  # dup2's copy is inheritable: the process keeps it at exec
@@ -146,12 +151,8 @@ def stage2(a: InitArgs, ch: Channel) -> None:
     ns = a.namespaces
     cfg = a.config
     lcfg = cfg.get("linux") or {}
-    # the parent makes the cgroup and puts us in it meanwhile: build the rootfs in the
-    # meantime, unless a cgroup namespace must be made inside the container's cgroup
-    cgroupns = "cgroup" in ns and not ns["cgroup"]
-    if cgroupns:
-        ch.expect_ok()
-        linux.unshare(linux.CLONE_NEWCGROUP)
+    if "cgroup" in ns and not ns["cgroup"]:
+        linux.unshare(linux.CLONE_NEWCGROUP)  # born in the container's cgroup (stage 1)
     if "network" in ns and not ns["network"]:
         try:
             linux.link_up("lo")
@@ -176,8 +177,7 @@ def stage2(a: InitArgs, ch: Channel) -> None:
     console = None
     if terminal:
         console = _connect_console(a.console_socket)
-    if not cgroupns:
-        ch.expect_ok()  # the parent has put us in the cgroup (and set oomScoreAdj)
+    ch.expect_ok()  # the parent has recorded our pid (and set oomScoreAdj)
     ch.send("HOOKS")
     ch.expect_ok()
     hook_cfg = cfg.get("hooks") or {}

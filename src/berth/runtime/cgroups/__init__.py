@@ -78,21 +78,38 @@ def rmdirs(created: list[str]) -> None:
                     time.sleep(0.005)
 
 
+def join_self(files: list[str]) -> None:
+    """Move the calling process into a cgroup: write "0" (the writer) to each of `files`.
+
+    The files are a V1's or V2's join_files(). On v1 they are `tasks`: a thread that
+    moves itself takes no cgroup_threadgroup_rwsem, whose write lock, when it finds it
+    idle, first waits for an RCU grace period (~10 ms here, 30 under load; runc pays
+    it writing init's pid to cgroup.procs). For a process with one thread, as a fresh
+    fork is, moving its thread moves the process.
+    """
+    for f in files:
+        write(f, "0")
+
+
 _warm_up: list | None = None
 
 
 def start_warm_up() -> None:
-    """Keep writing our own pid to our own cgroup, in a thread, until the container joins its.
+    """On cgroup v2, keep writing our own pid to our own cgroup, in a thread, until
+    the container joins its.
 
-    A cgroup.procs write that finds the kernel's cgroup_threadgroup_rwsem idle
-    waits for an RCU grace period (~10 ms here; runc pays it too); writes that
-    follow a recent one do not. Moving ourselves to where we already are
-    changes nothing, so writing it every millisecond while the verb's modules
-    load keeps the lock warm for the real join right after fork (see
-    finish_warm_up). Errors end the thread quietly: without the right to
-    write, the join pays the wait as before.
+    v2 has no per-thread way in (see join_self), so the join pays the rwsem's grace
+    period unless a write came just before: writing where we already are changes
+    nothing, and doing it every millisecond while the verb's modules load keeps the
+    lock warm for the join right after fork (see finish_warm_up). Errors end the
+    thread quietly: without the right to write, the join pays the wait as before.
+    On v1 nothing is started: join_self takes no such lock, and the thread's own
+    first write would hold cgroup_mutex through a grace period, stalling create's
+    mkdirs.
     """
     global _warm_up
+    if not is_unified():
+        return
     import _thread
 
     done = _thread.allocate_lock()

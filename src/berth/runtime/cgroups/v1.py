@@ -62,6 +62,10 @@ class V1:
                         if not read(os.path.join(child, f)):
                             write(os.path.join(child, f), read(os.path.join(parent, f)))
 
+    def join_files(self) -> list[str]:
+        """What a single-threaded process writes "0" to to move itself in (join_self)."""
+        return [d + "/tasks" for d in self._unique_dirs() if os.path.isdir(d)]
+
     def add(self, pid: int) -> None:
         for d in self._unique_dirs():
             if os.path.isdir(d):

@@ -56,6 +56,10 @@ class V2:
                     pass  # a parent with processes cannot delegate; limits then fail clearly
             self.created += mkdirs(child)
 
+    def join_files(self) -> list[str]:
+        """What a process writes "0" to to move itself in (join_self)."""
+        return [self.dir + "/cgroup.procs"]
+
     def add(self, pid: int) -> None:
         write(self.dir + "/cgroup.procs", str(pid))
 
