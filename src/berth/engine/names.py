@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import random
+import os
 
 ADJECTIVES = ("admiring", "brave", "clever", "dazzling", "eager", "festive", "gifted",
               "happy", "jolly", "keen", "lucid", "modest", "nifty", "optimistic", "peaceful",
@@ -13,9 +13,14 @@ SURNAMES = ("archimedes", "bohr", "curie", "darwin", "euler", "faraday", "gauss"
             "shannon", "thompson", "turing", "volta", "wozniak", "yalow", "zuse")
 
 
+def _pick(words: tuple[str, ...]) -> str:
+    # os.urandom, not random: `import random` costs `berth run` ~2.5 ms
+    return words[int.from_bytes(os.urandom(4), "little") % len(words)]
+
+
 def generate(taken: set[str]) -> str:
     for _ in range(1000):
-        name = f"{random.choice(ADJECTIVES)}_{random.choice(SURNAMES)}"
+        name = f"{_pick(ADJECTIVES)}_{_pick(SURNAMES)}"
         if name not in taken:
             return name
     n = 1
