@@ -8,6 +8,7 @@ the real kernel.
 The calls go through `_ctypes`, the C half of ctypes, directly: `import ctypes`
 costs ~3.5 ms here (it builds its whole type zoo at import), a third of what the
 runtime itself needs to start a container; the few types below cost ~0.1 ms.
+Library, the C types and Structure are also what seccomp.py loads libseccomp with.
 """
 
 from __future__ import annotations
@@ -16,43 +17,69 @@ import _ctypes
 import os
 
 
-class _Int(_ctypes._SimpleCData):
+# C types (ctypes' c_int, c_uint, ...): what arguments are converted to and results from
+class CInt(_ctypes._SimpleCData):
     _type_ = "i"
 
 
-class _UInt(_ctypes._SimpleCData):
+class CUInt(_ctypes._SimpleCData):
     _type_ = "I"
 
 
-class _ULong(_ctypes._SimpleCData):
+class CULong(_ctypes._SimpleCData):
     _type_ = "L"
+
+
+class CUInt64(_ctypes._SimpleCData):
+    _type_ = "Q"
+
+
+class CVoidP(_ctypes._SimpleCData):
+    _type_ = "P"
+
+
+class CCharP(_ctypes._SimpleCData):
+    _type_ = "z"
 
 
 class _Char(_ctypes._SimpleCData):
     _type_ = "c"
 
 
-class _Func(_ctypes.CFuncPtr):
-    """A libc function: C calling convention, int result, errno kept for get_errno."""
+Structure = _ctypes.Structure
+POINTER = _ctypes.POINTER
+
+
+class Function(_ctypes.CFuncPtr):
+    """A C function: C calling convention, int result unless restype says otherwise,
+    errno kept for get_errno; argtypes and restype may be set as on ctypes' functions."""
 
     _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
-    _restype_ = _Int
+    _restype_ = CInt
 
 
-class _Process:
-    """The running program's own symbols (libc among them), as CFuncPtr looks them up."""
+class Library:
+    """A shared library (None: the program itself, libc among it); its functions are
+    looked up on first use, as attributes, like ctypes.CDLL's."""
 
-    _handle = _ctypes.dlopen(None, 0)  # type: ignore[arg-type]  # NULL: the program itself
+    def __init__(self, name: str | None) -> None:
+        self._handle = _ctypes.dlopen(name, 0)  # type: ignore[arg-type]  # None: NULL
 
-
-class _Libc:
-    def __getattr__(self, name: str) -> _Func:
-        f = _Func((name, _Process))  # type: ignore[arg-type]  # it reads only ._handle
+    def __getattr__(self, name: str) -> Function:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        f = Function((name, self))  # type: ignore[arg-type]  # it reads only ._handle
         setattr(self, name, f)
         return f
 
 
-_libc = _Libc()
+def array_of(ctype: type, length: int) -> type:
+    """The C array type `ctype[length]`."""
+    return type(f"{ctype.__name__}_Array_{length}", (_ctypes.Array,),
+                {"_type_": ctype, "_length_": length})
+
+
+_libc = Library(None)
 
 
 _buffer_types: dict[int, type] = {}
@@ -62,8 +89,7 @@ def _buffer(size: int, data: bytes = b""):
     """A writable C buffer of `size` bytes (its .raw is the bytes), passed as a pointer."""
     cls = _buffer_types.get(size)
     if cls is None:
-        cls = _buffer_types[size] = type("_Buf", (_ctypes.Array,),
-                                         {"_type_": _Char, "_length_": size})
+        cls = _buffer_types[size] = array_of(_Char, size)
     buf = cls()
     buf.raw = data.ljust(size, b"\0")
     return buf
@@ -153,7 +179,7 @@ def setns(fd: int, nstype: int = 0) -> None:
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
           data: str | None = None) -> None:
-    ret = _libc.mount(_b(source), _b(target), _b(fstype), _ULong(flags), _b(data))
+    ret = _libc.mount(_b(source), _b(target), _b(fstype), CULong(flags), _b(data))
     _check(ret, "mount", source or "none", "on", target, fstype or "", hex(flags), data or "")
 
 
@@ -162,22 +188,22 @@ def umount2(target: str, flags: int = 0) -> None:
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    _check(_libc.syscall(_ULong(_SYS_PIVOT_ROOT), _b(new_root), _b(put_old)), "pivot_root",
+    _check(_libc.syscall(CULong(_SYS_PIVOT_ROOT), _b(new_root), _b(put_old)), "pivot_root",
            new_root)
 
 
 def sethostname(name: str) -> None:
     b = name.encode()
-    _check(_libc.sethostname(b, _ULong(len(b))), "sethostname", name)
+    _check(_libc.sethostname(b, CULong(len(b))), "sethostname", name)
 
 
 def setdomainname(name: str) -> None:
     b = name.encode()
-    _check(_libc.setdomainname(b, _ULong(len(b))), "setdomainname", name)
+    _check(_libc.setdomainname(b, CULong(len(b))), "setdomainname", name)
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    return _check(_libc.prctl(option, _ULong(arg2), _ULong(arg3), _ULong(arg4), _ULong(arg5)),
+    return _check(_libc.prctl(option, CULong(arg2), CULong(arg3), CULong(arg4), CULong(arg5)),
                   "prctl", option)
 
 
@@ -190,7 +216,7 @@ def _cap_header(pid: int):
 def capget(pid: int = 0) -> tuple[int, int, int]:
     """Return (effective, permitted, inheritable) of a thread as 64-bit masks."""
     data = _buffer(24)  # two struct __user_cap_data_struct { __u32 eff, prm, inh; }
-    _check(_libc.syscall(_ULong(_SYS_CAPGET), _cap_header(pid), data), "capget")
+    _check(_libc.syscall(CULong(_SYS_CAPGET), _cap_header(pid), data), "capget")
     w = [int.from_bytes(data.raw[i:i + 4], "little") for i in range(0, 24, 4)]
     return w[0] | w[3] << 32, w[1] | w[4] << 32, w[2] | w[5] << 32
 
@@ -198,14 +224,14 @@ def capget(pid: int = 0) -> tuple[int, int, int]:
 def capset(effective: int, permitted: int, inheritable: int) -> None:
     raw = b"".join(((m >> (32 * i)) & 0xFFFFFFFF).to_bytes(4, "little")
                    for i in (0, 1) for m in (effective, permitted, inheritable))
-    _check(_libc.syscall(_ULong(_SYS_CAPSET), _cap_header(0), _buffer(24, raw)), "capset",
+    _check(_libc.syscall(CULong(_SYS_CAPSET), _cap_header(0), _buffer(24, raw)), "capset",
            f"eff={effective:#x} prm={permitted:#x} inh={inheritable:#x}")
 
 
 def close_range_cloexec(first: int) -> None:
     """Mark every descriptor from `first` up close-on-exec (the CVE-2024-21626 guard)."""
-    ret = _libc.syscall(_ULong(_SYS_CLOSE_RANGE), _UInt(first), _UInt(0xFFFFFFFF),
-                        _UInt(CLOSE_RANGE_CLOEXEC))
+    ret = _libc.syscall(CULong(_SYS_CLOSE_RANGE), CUInt(first), CUInt(0xFFFFFFFF),
+                        CUInt(CLOSE_RANGE_CLOEXEC))
     if ret < 0:  # kernels before 5.11: walk /proc/self/fd
         for name in os.listdir("/proc/self/fd"):
             fd = int(name)
@@ -225,10 +251,10 @@ def link_up(name: str = "lo") -> None:
     sock = _check(_libc.socket(2, 2 | 0o2000000, 0), "socket")  # AF_INET, SOCK_DGRAM|CLOEXEC
     try:
         req = _buffer(40, name.encode())  # struct ifreq: char name[16]; short flags; ...
-        _check(_libc.ioctl(sock, _ULong(0x8913), req), "SIOCGIFFLAGS", name)
+        _check(_libc.ioctl(sock, CULong(0x8913), req), "SIOCGIFFLAGS", name)
         flags = int.from_bytes(req.raw[16:18], "little") | 1  # IFF_UP
         req.raw = req.raw[:16] + flags.to_bytes(2, "little") + req.raw[18:]
-        _check(_libc.ioctl(sock, _ULong(0x8914), req), "SIOCSIFFLAGS", name)
+        _check(_libc.ioctl(sock, CULong(0x8914), req), "SIOCSIFFLAGS", name)
     finally:
         os.close(sock)
 

@@ -1,22 +1,33 @@
 """OCI `linux.seccomp`: strict validation, and a libseccomp filter loaded just before execve.
 
-Owns the translation of the OCI seccomp object into a libseccomp context (ctypes over
-libseccomp.so.2) with runc's semantics: syscall names libseccomp does not know are skipped,
-rules whose action equals the default action are skipped, several conditions on one argument
-index become one rule each (OR), otherwise a rule's conditions are ANDed.
+Owns the translation of the OCI seccomp object into a libseccomp context (linux.Library,
+berth's lean ctypes, over libseccomp.so.2) with runc's semantics: syscall names libseccomp
+does not know are skipped, rules whose action equals the default action are skipped, several
+conditions on one argument index become one rule each (OR), otherwise a rule's conditions are
+ANDed.
 
 Must not: set no_new_privs (the runtime decides that from process.noNewPrivileges, so the
 context is built with SCMP_FLTATR_CTL_NNP=0); import or open anything in Filter.load(), which
-runs after pivot_root and possibly after setuid; import more than ctypes and os (hot path).
+runs after pivot_root and possibly after setuid; import more than linux and os (hot path).
 Seccomp user notification (SCMP_ACT_NOTIFY, listenerPath) is not supported yet.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 
 from berth.runtime.errors import ConfigError, SetupError
+from berth.runtime.linux import (
+    POINTER,
+    CCharP,
+    CInt,
+    CUInt,
+    CUInt64,
+    CVoidP,
+    Library,
+    Structure,
+    array_of,
+)
 
 # OCI action name -> libseccomp action value (seccomp.h SCMP_ACT_*, errno data not yet or'ed in)
 ACTIONS: dict[str, int] = {
@@ -188,41 +199,40 @@ def validate(spec: dict, field: str = "linux.seccomp") -> None:
 # --- libseccomp -------------------------------------------------------------------------------
 
 
-class _ArgCmp(ctypes.Structure):
+class _ArgCmp(Structure):
     """struct scmp_arg_cmp"""
 
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
-                ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
+    _fields_ = [("arg", CUInt), ("op", CInt), ("datum_a", CUInt64), ("datum_b", CUInt64)]
 
 
-_lib_cache: ctypes.CDLL | None = None
+_lib_cache: Library | None = None
 
 
-def _lib() -> ctypes.CDLL:
+def _lib() -> Library:
     global _lib_cache
     if _lib_cache is None:
         try:
-            lib = ctypes.CDLL("libseccomp.so.2")
+            lib = Library("libseccomp.so.2")
         except OSError as e:
             raise SetupError(f"seccomp: cannot load libseccomp.so.2 ({e}); "
                              "install libseccomp2 or remove linux.seccomp") from e
-        lib.seccomp_init.argtypes = [ctypes.c_uint32]
-        lib.seccomp_init.restype = ctypes.c_void_p
-        lib.seccomp_release.argtypes = [ctypes.c_void_p]
+        lib.seccomp_init.argtypes = [CUInt]
+        lib.seccomp_init.restype = CVoidP
+        lib.seccomp_release.argtypes = [CVoidP]
         lib.seccomp_release.restype = None
-        lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
-        lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
-        lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
-        lib.seccomp_arch_add.restype = ctypes.c_int
-        lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
-        lib.seccomp_attr_set.restype = ctypes.c_int
-        lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-        lib.seccomp_syscall_resolve_name.restype = ctypes.c_int
-        lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
-                                               ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
-        lib.seccomp_rule_add_array.restype = ctypes.c_int
-        lib.seccomp_load.argtypes = [ctypes.c_void_p]
-        lib.seccomp_load.restype = ctypes.c_int
+        lib.seccomp_arch_resolve_name.argtypes = [CCharP]
+        lib.seccomp_arch_resolve_name.restype = CUInt
+        lib.seccomp_arch_add.argtypes = [CVoidP, CUInt]
+        lib.seccomp_arch_add.restype = CInt
+        lib.seccomp_attr_set.argtypes = [CVoidP, CInt, CUInt]
+        lib.seccomp_attr_set.restype = CInt
+        lib.seccomp_syscall_resolve_name.argtypes = [CCharP]
+        lib.seccomp_syscall_resolve_name.restype = CInt
+        lib.seccomp_rule_add_array.argtypes = [CVoidP, CUInt, CInt,
+                                               CUInt, POINTER(_ArgCmp)]
+        lib.seccomp_rule_add_array.restype = CInt
+        lib.seccomp_load.argtypes = [CVoidP]
+        lib.seccomp_load.restype = CInt
         _lib_cache = lib
     return _lib_cache
 
@@ -237,7 +247,7 @@ def _action_value(action: str, errno_ret: int | None) -> int:
 class Filter:
     """A built libseccomp context: load() it just before execve, or release() it."""
 
-    def __init__(self, ctx: int, lib: ctypes.CDLL) -> None:
+    def __init__(self, ctx: int, lib: Library) -> None:
         self._ctx: int | None = ctx
         # bound now so that load() and release() look nothing up
         self._seccomp_load = lib.seccomp_load
@@ -266,16 +276,16 @@ class Filter:
             self.release()
 
 
-def _set_attr(lib: ctypes.CDLL, ctx: int, attr: int, value: int, what: str) -> None:
+def _set_attr(lib: Library, ctx: int, attr: int, value: int, what: str) -> None:
     rc = lib.seccomp_attr_set(ctx, attr, value)
     if rc < 0:
         raise SetupError(f"seccomp: cannot set {what}: {os.strerror(-rc)}")
 
 
-def _add_rule(lib: ctypes.CDLL, ctx: int, nr: int, action: int, conds: list[_ArgCmp],
+def _add_rule(lib: Library, ctx: int, nr: int, action: int, conds: list[_ArgCmp],
               name: str, field: str) -> None:
     if conds:
-        arr = (_ArgCmp * len(conds))(*conds)
+        arr = array_of(_ArgCmp, len(conds))(*conds)
         rc = lib.seccomp_rule_add_array(ctx, action, nr, len(conds), arr)
     else:
         rc = lib.seccomp_rule_add_array(ctx, action, nr, 0, None)
@@ -284,7 +294,7 @@ def _add_rule(lib: ctypes.CDLL, ctx: int, nr: int, action: int, conds: list[_Arg
                          f"{os.strerror(-rc)}")
 
 
-def _add_syscall_rules(lib: ctypes.CDLL, filt: Filter, ctx: int, rule: dict, default: int,
+def _add_syscall_rules(lib: Library, filt: Filter, ctx: int, rule: dict, default: int,
                        field: str) -> None:
     action = _action_value(rule["action"], rule.get("errnoRet"))
     if action == default:
