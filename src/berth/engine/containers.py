@@ -13,7 +13,6 @@ networking beyond loopback, volumes, exec (issue 4's next steps).
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 from berth.engine.errors import ContainerRunning, EngineError, NameInUse
@@ -25,6 +24,30 @@ from berth.oci import jsonfast as json
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from berth.images.store import Store
+
+
+def _rmtree(top: str) -> None:
+    """rm -rf of a container's directory, without following symlinks (shutil.rmtree's
+    import costs `berth run --rm` ~9 ms: fnmatch, re, bz2, lzma)."""
+    try:
+        for _, dirs, files, dfd in os.fwalk(top, topdown=False):  # children first
+            for name in files:
+                _ignore_missing(os.unlink, name, dfd)
+            for name in dirs:
+                try:
+                    _ignore_missing(os.rmdir, name, dfd)
+                except NotADirectoryError:  # a symlink to a directory: fwalk lists it there
+                    _ignore_missing(os.unlink, name, dfd)
+        os.rmdir(top)
+    except FileNotFoundError:  # top is gone, or went meanwhile
+        pass
+
+
+def _ignore_missing(call, name: str, dfd: int) -> None:
+    try:
+        call(name, dir_fd=dfd)
+    except FileNotFoundError:
+        pass
 
 
 def runtime_store():
@@ -58,7 +81,7 @@ def create(state: State, store: Store, spec: ContainerSpec) -> str:
                 if spec.name or attempt == 19:
                     raise
     except BaseException:
-        shutil.rmtree(d, ignore_errors=True)
+        _rmtree(d)
         raise
     return cid
 
@@ -339,7 +362,7 @@ def remove(state: State, ref: str, force: bool = False, volumes: bool = False) -
         pass
     unmount(state, c["id"])
     release_network(state, c["id"])
-    shutil.rmtree(state.dir(c["id"]), ignore_errors=True)
+    _rmtree(state.dir(c["id"]))
     state.remove(c["id"])
     if volumes:
         from berth.engine import volumes as vol
@@ -411,7 +434,7 @@ def exec_in(state: State, ref: str, cmd: list[str], env: list[str] | None = None
             pid = int(f.read())
     finally:
         console.close()
-        shutil.rmtree(os.path.dirname(console.path), ignore_errors=True)
+        _rmtree(os.path.dirname(console.path))
     if detach:
         os.close(master)
         return 0
@@ -600,5 +623,5 @@ def check(state: State, repair: bool = False) -> list[str]:
             found.append(f"directory containers/{d[:12]}: no container record")
             if repair:
                 unmount(state, d)
-                shutil.rmtree(state.dir(d), ignore_errors=True)
+                _rmtree(state.dir(d))
     return found
