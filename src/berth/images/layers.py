@@ -1,108 +1,64 @@
 """Layers: unpack a (gzip, zstd or plain) layer tar once, safely, verifying both digests.
 
-The compressed stream is hashed (and kept as a blob) while it is read; the
-tar stream is hashed too (its digest is the layer's diff_id) and unpacked
-into a fresh directory under the store's tmp/, which is moved into place only
-when both digests match. OCI whiteouts become overlayfs whiteouts (a 0/0
-character device) and opaque markers the trusted.overlay.opaque xattr.
+The compressed stream is read in large chunks, hashed and written to a temp
+file (the blob, kept for push and save), decompressed, and the tar is hashed
+too (its digest is the layer's diff_id) while tarstream parses it and this
+module extracts it into a fresh directory under the store's tmp/. The
+directory and the blob are moved into place only when every digest and the
+size match. OCI whiteouts become overlayfs whiteouts (a 0/0 character device)
+and opaque markers the trusted.overlay.opaque xattr.
 
-Nothing may land outside the layer directory: entries with `..`, absolute
-names, symlinked parents, hardlinks to outside names are refused (UnsafeLayer)
-and the half-unpacked directory is removed.
+Nothing may land outside the layer directory: entries with `..`, symlinked
+parents, hardlinks to outside names are refused (UnsafeLayer) and the
+half-unpacked directory is removed; absolute names land inside it.
+
+`unpack_into` is the part without the store (no SQLite, no renames): pull
+runs it in a process of its own per layer (unpack_worker), `unpack` in-line.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import shutil
 import stat
-import tarfile
 import zlib
 
-from berth.images.errors import DigestMismatch, ImageFailure, UnsafeLayer
+from berth.images.errors import DigestMismatch, ImageFailure, SizeMismatch, UnsafeLayer
+from berth.images.tarstream import NotTar, TarError, TarReader
 from berth.oci import image as oci
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
     from typing import BinaryIO
 
-    from berth.images.store import HashingWriter, Store
+    from berth.images.store import Store
+    from berth.images.tarstream import Entry
 
-WHITEOUT = ".wh."
-OPAQUE = ".wh..wh..opq"
-
-
-class _Tee:
-    """Reads from `src`, hashing (and optionally storing) the bytes as they pass."""
-
-    def __init__(self, src: BinaryIO, sink: HashingWriter | None) -> None:
-        self.src = src
-        self.sink = sink
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.src.read(n if n and n > 0 else 1 << 20)
-        if data:
-            self.hash.update(data)
-            self.size += len(data)
-            if self.sink is not None:
-                self.sink.write(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
+WHITEOUT = b".wh."
+OPAQUE = b".wh..wh..opq"
+READ = 1 << 20  # compressed bytes per read
+OUT = 4 << 20  # decompressed bytes per step at most: a decompression bomb stays bounded
 
 
-class _Gunzip:
-    """A streaming gzip decoder with the file-like read() tarfile's stream mode wants.
+class Unpacked:
+    """What unpacking a layer found: the blob's digest and size, the diff_id, bytes written."""
 
-    tarfile reads in 512-byte to 10 KiB pieces: the decoded data is kept with a read
-    offset, so a small read never copies the rest of the buffer.
-    """
+    __slots__ = ("blob", "blob_size", "diff_id", "size")
 
-    def __init__(self, src: _Tee) -> None:
-        self.src = src
-        self.d = zlib.decompressobj(wbits=47)
-        self.buf = b""
-        self.pos = 0
-        self.eof = False
+    def __init__(self, blob: str, blob_size: int, diff_id: str, size: int) -> None:
+        self.blob, self.blob_size, self.diff_id, self.size = blob, blob_size, diff_id, size
 
-    def _fill(self) -> None:
-        chunk = self.src.read(1 << 18)
-        if not chunk:
-            out = self.d.flush()
-            self.eof = True
-        else:
-            out = self.d.decompress(chunk)
-            while self.d.eof and self.d.unused_data:  # concatenated gzip members
-                rest = self.d.unused_data
-                self.d = zlib.decompressobj(wbits=47)
-                out += self.d.decompress(rest)
-        self.buf = self.buf[self.pos:] + out
-        self.pos = 0
-
-    def read(self, n: int = -1) -> bytes:
-        n = n if n and n > 0 else 1 << 20
-        while len(self.buf) - self.pos < n and not self.eof:
-            self._fill()
-        out = self.buf[self.pos:self.pos + n]
-        self.pos += len(out)
-        return out
-
-
-def open_decompressed(src: _Tee, compression: str):
-    if compression == "gzip":
-        return _Gunzip(src)
-    if compression == "zstd":
-        import zstandard
-        return zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True)  # type: ignore[arg-type]
-    if compression == "none":
-        return src
-    raise ImageFailure(f"unsupported layer compression {compression!r}")
+    def check(self, what: str, digest: str | None, size: int | None,
+              diff_id: str | None) -> None:
+        """DigestMismatch or SizeMismatch unless the layer is the one its descriptor names."""
+        if digest is not None and self.blob != digest:
+            raise DigestMismatch(what, digest, self.blob)
+        if size is not None and self.blob_size != size:
+            raise SizeMismatch(what, size, self.blob_size)
+        if diff_id is not None and self.diff_id != diff_id:
+            raise DigestMismatch(f"{what} (uncompressed)", diff_id, self.diff_id)
 
 
 def sniff_compression(head: bytes) -> str:
@@ -111,6 +67,13 @@ def sniff_compression(head: bytes) -> str:
     if head[:4] == b"\x28\xb5\x2f\xfd":
         return "zstd"
     return "none"
+
+
+def compression_of(media_type: str) -> str:
+    compression = oci.LAYER_COMPRESSION.get(media_type)
+    if compression is None:
+        raise ImageFailure(f"unknown layer media type {media_type!r}")
+    return compression
 
 
 def unpack(store: Store, src: BinaryIO, media_type: str, digest: str | None,
@@ -122,190 +85,328 @@ def unpack(store: Store, src: BinaryIO, media_type: str, digest: str | None,
     `diff_id` the tar's (None: compute it, e.g. for `import`). The layer is
     indexed under its chain id (its parent's chain id and its diff_id).
     """
-    compression = oci.LAYER_COMPRESSION.get(media_type)
-    if compression is None:
-        raise ImageFailure(f"unknown layer media type {media_type!r}")
-    sink = store.writer(f"layer {digest or ''}".strip()) if keep_blob else None
-    tee = _Tee(src, sink)
-    work = os.path.join(store.tmp, "layer-" + secrets.token_hex(8))
+    compression = compression_of(media_type)
+    what = f"layer {digest or ''}".strip()
+    work = store.temp_path("layer")
     root = os.path.join(work, "diff")
     os.makedirs(root, 0o755)
+    blob_path = store.temp_path("blob") if keep_blob else None
     try:
-        raw = open_decompressed(tee, compression)
-        inner = _Tee(raw, None)  # hashes the tar: the diff_id
+        fd = -1
+        if blob_path is not None:
+            fd = os.open(blob_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
-            unpacked = extract(inner, root)
-            inner.drain()
-            tee.drain()
-        except (zlib.error, EOFError) as e:
-            raise ImageFailure(f"layer {digest or ''}: corrupt {compression} data: {e}") from None
-        except Exception as e:
-            if type(e).__name__ == "ZstdError":
-                raise ImageFailure(f"layer {digest or ''}: corrupt zstd data: {e}") from None
-            raise
-        got_diff = "sha256:" + inner.hash.hexdigest()
-        got_blob = "sha256:" + tee.hash.hexdigest()
-        if digest is not None and got_blob != digest:
-            raise DigestMismatch(f"layer {digest}", digest, got_blob)
-        if size is not None and tee.size != size:
-            from berth.images.errors import SizeMismatch
-            raise SizeMismatch(f"layer {digest}", size, tee.size)
-        if diff_id is not None and got_diff != diff_id:
-            raise DigestMismatch(f"layer {digest} (uncompressed)", diff_id, got_diff)
-        if sink is not None:
-            sink.commit(got_blob)
-            store.note_layer_blob(got_diff, got_blob, media_type)
+            got = unpack_into(src.read, compression, root, fd, what)
+            if fd >= 0:
+                os.fsync(fd)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        got.check(what, digest, size, diff_id)
+        if blob_path is not None:
+            store.commit_blob(blob_path, got.blob)
+            store.note_layer_blob(got.diff_id, got.blob, media_type)
     except BaseException:
-        if sink is not None:
-            sink.abort()
+        if blob_path is not None:
+            remove_quietly(blob_path)
         shutil.rmtree(work, ignore_errors=True)
         raise
-    chain = got_diff if parent is None else oci.sha256(f"{parent} {got_diff}".encode())
-    store.add_layer(chain, got_diff, parent, work, unpacked)
-    return got_blob, got_diff, unpacked
+    chain = got.diff_id if parent is None else oci.sha256(f"{parent} {got.diff_id}".encode())
+    store.add_layer(chain, got.diff_id, parent, work, got.size)
+    return got.blob, got.diff_id, got.size
 
 
-def _clean(name: str, what: str) -> list[str]:
+def remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+# --- the stream: hashed, kept, decompressed -----------------------------------------------
+
+
+class _Source:
+    """The compressed stream read once: hashed, written to the blob's fd, decompressed."""
+
+    def __init__(self, read: Callable[[int], bytes], compression: str, blob_fd: int) -> None:
+        self.read = read
+        self.blob_fd = blob_fd
+        self.blob_hash = hashlib.sha256()
+        self.blob_size = 0
+        self.plain = compression == "none"
+        self.tar_hash = self.blob_hash if self.plain else hashlib.sha256()
+        if compression == "gzip":
+            self.chunks = _gunzip(self.raw)
+        elif compression == "zstd":
+            self.chunks = _unzstd(self.raw)
+        elif compression == "none":
+            self.chunks = iter(self.raw, b"")
+        else:
+            raise ImageFailure(f"unsupported layer compression {compression!r}")
+
+    def raw(self) -> bytes:
+        data = self.read(READ)
+        if data:
+            self.blob_hash.update(data)
+            self.blob_size += len(data)
+            if self.blob_fd >= 0:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self.blob_fd, view):]
+        return data
+
+    def next(self) -> bytes:
+        """The next piece of the tar; b"" at its end."""
+        out = next(self.chunks, b"")
+        if out and not self.plain:
+            self.tar_hash.update(out)
+        return out
+
+    def finish(self) -> None:
+        while self.next():
+            pass
+        while self.raw():  # whatever a decompressor left unread still counts for the digest
+            pass
+
+
+def _gunzip(raw: Callable[[], bytes]) -> Iterator[bytes]:
+    d = zlib.decompressobj(wbits=47)
+    while data := raw():
+        if d.eof:  # the member before ended with its chunk: another one follows
+            d = zlib.decompressobj(wbits=47)
+        while data:
+            out = d.decompress(data, OUT)
+            if out:
+                yield out
+            if d.eof:
+                data = d.unused_data
+                if data:  # concatenated gzip members
+                    d = zlib.decompressobj(wbits=47)
+            else:
+                data = d.unconsumed_tail
+    if not d.eof:
+        raise zlib.error("unexpected end of data (truncated)")
+
+
+def _unzstd(raw: Callable[[], bytes]) -> Iterator[bytes]:
+    import zstandard
+
+    class Raw:
+        def read(self, n: int = -1) -> bytes:
+            return raw()
+
+    reader = zstandard.ZstdDecompressor().stream_reader(Raw(), read_size=READ,  # type: ignore[arg-type]
+                                                        read_across_frames=True)
+    while out := reader.read(OUT):
+        yield out
+
+
+def unpack_into(read: Callable[[int], bytes], compression: str, root: str, blob_fd: int,
+                what: str = "layer") -> Unpacked:
+    """Unpack a layer stream into the directory `root`, the compressed bytes into `blob_fd`
+    (-1: not kept); return what was found. Nothing is verified against expectations here."""
+    src = _Source(read, compression, blob_fd)
+    try:
+        tar = TarReader(src.next)
+        size = extract(tar, root)
+        src.finish()
+    except NotTar as e:
+        raise ImageFailure(f"{what} is not a tar archive: {e}") from None
+    except TarError as e:
+        raise ImageFailure(f"{what}: the tar is damaged: {e}") from None
+    except zlib.error as e:
+        raise ImageFailure(f"{what}: corrupt gzip data: {e}") from None
+    except Exception as e:
+        if type(e).__name__ == "ZstdError":
+            raise ImageFailure(f"{what}: corrupt zstd data: {e}") from None
+        raise
+    return Unpacked("sha256:" + src.blob_hash.hexdigest(), src.blob_size,
+                    "sha256:" + src.tar_hash.hexdigest(), size)
+
+
+# --- extraction ---------------------------------------------------------------------------
+
+
+def _show(name: bytes) -> str:
+    return os.fsdecode(name)
+
+
+def _clean(name: bytes, what: str) -> list[bytes]:
     """An entry name as path components inside the layer; refuses escapes."""
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise UnsafeLayer(f"layer entry {what} {name!r} contains '..': refused")
+    parts = [p for p in name.split(b"/") if p and p != b"."]
+    if b".." in parts:
+        raise UnsafeLayer(f"layer entry {what} {_show(name)!r} contains '..': refused")
     return parts
 
 
-def _parent_dir(root: str, parts: list[str], name: str) -> str:
-    """The real directory for parts[:-1] under root, created as needed; never via a symlink."""
-    cur = root
-    for comp in parts[:-1]:
-        cur = os.path.join(cur, comp)
-        try:
-            st = os.lstat(cur)
-        except FileNotFoundError:
-            os.mkdir(cur, 0o755)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            raise UnsafeLayer(f"layer entry {name!r} goes through the symlink "
-                              f"{cur[len(root):]!r}: refused")
-        if not stat.S_ISDIR(st.st_mode):
-            raise UnsafeLayer(f"layer entry {name!r}: {cur[len(root):]!r} is not a directory")
-    return cur
+class _Extractor:
+    """One layer's entries into `root`; directories known to be real ones are remembered."""
 
+    def __init__(self, root: str) -> None:
+        self.root = os.fsencode(root)
+        self.is_root = os.geteuid() == 0
+        self.known: set[bytes] = set()  # relative directories checked (or made) real
+        self.dirs: list[tuple[bytes, Entry]] = []
+        self.total = 0
 
-def _remove(path: str) -> None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path)
-    else:
-        os.unlink(path)
+    def parent(self, parts: list[bytes], name: bytes) -> bytes:
+        """The real directory for parts[:-1], created as needed; never via a symlink."""
+        rel = b"/".join(parts[:-1])
+        if not rel or rel in self.known:
+            return self.root + b"/" + rel if rel else self.root
+        cur = self.root
+        for i, comp in enumerate(parts[:-1]):
+            cur = cur + b"/" + comp
+            sub = b"/".join(parts[:i + 1])
+            if sub in self.known:
+                continue
+            try:
+                st = os.lstat(cur)
+            except FileNotFoundError:
+                os.mkdir(cur, 0o755)
+                self.known.add(sub)
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                raise UnsafeLayer(f"layer entry {_show(name)!r} goes through the symlink "
+                                  f"{_show(cur[len(self.root):])!r}: refused")
+            if not stat.S_ISDIR(st.st_mode):
+                raise UnsafeLayer(f"layer entry {_show(name)!r}: "
+                                  f"{_show(cur[len(self.root):])!r} is not a directory")
+            self.known.add(sub)
+        return cur
 
-
-def extract(src, root: str) -> int:
-    """Extract a tar stream into `root` with OCI whiteout semantics; return bytes written."""
-    is_root = os.geteuid() == 0
-    total = 0
-    dirs: list[tuple[str, tarfile.TarInfo]] = []
-    try:
-        tar = tarfile.open(fileobj=src, mode="r|", errorlevel=2)  # noqa: SIM115 - with below
-    except tarfile.ReadError as e:
-        raise ImageFailure(f"layer is not a tar archive: {e}") from None
-    with tar:
-        try:
-            for m in tar:
-                total += _extract_one(tar, m, root, is_root, dirs)
-        except tarfile.TarError as e:
-            raise ImageFailure(f"layer tar is damaged: {e}") from None
-    for path, m in reversed(dirs):  # after their contents: mode and mtime of directories
-        os.chmod(path, m.mode & 0o7777)
-        os.utime(path, (m.mtime, m.mtime))
-    return total
-
-
-def _extract_one(tar: tarfile.TarFile, m: tarfile.TarInfo, root: str, is_root: bool,
-                 dirs: list) -> int:
-    parts = _clean(m.name, "name")
-    if not parts:
-        if m.isdir():
-            dirs.append((root, m))
-        return 0
-    base = parts[-1]
-    parent = _parent_dir(root, parts, m.name)
-    if base == OPAQUE:
-        if is_root:
-            os.setxattr(parent, "trusted.overlay.opaque", b"y")
-        return 0
-    if base.startswith(WHITEOUT):
-        target = os.path.join(parent, base[len(WHITEOUT):])
-        _remove(target)
-        if is_root:
-            os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0))
-        return 0
-    path = os.path.join(parent, base)
-    if m.isdir():
+    def remove(self, path: bytes) -> None:
+        """Whatever is at `path` (an entry replacing an earlier one, or a whiteout)."""
         try:
             st = os.lstat(path)
-            if not stat.S_ISDIR(st.st_mode):
-                _remove(path)
-                os.mkdir(path, 0o755)
         except FileNotFoundError:
-            os.mkdir(path, 0o755)
-        dirs.append((path, m))
-        _owner_xattrs(path, m, is_root)
-        return 0
-    _remove(path)
-    written = 0
-    if m.isreg():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600)
+            return
+        self.known.clear()  # a directory may be gone: check again from now on
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+    def make(self, path: bytes, create: Callable[[], None]) -> None:
+        """create() a new name; if something is there already, it is replaced."""
         try:
-            f = tar.extractfile(m)
-            assert f is not None
-            while chunk := f.read(1 << 20):
-                os.write(fd, chunk)
-                written += len(chunk)
+            create()
+        except FileExistsError:
+            self.remove(path)
+            create()
+
+    def entry(self, tar: TarReader, m: Entry) -> None:
+        parts = _clean(m.name, "name")
+        if not parts:
+            if m.isdir():
+                self.dirs.append((self.root, m))
+            return
+        base = parts[-1]
+        parent = self.parent(parts, m.name)
+        if base == OPAQUE:
+            if self.is_root:
+                os.setxattr(parent, "trusted.overlay.opaque", b"y")
+            return
+        if base.startswith(WHITEOUT):
+            hidden = base[len(WHITEOUT):]
+            if hidden in (b"", b".", b".."):
+                raise UnsafeLayer(f"layer entry {_show(m.name)!r} is a whiteout of "
+                                  f"{_show(hidden)!r}: refused")
+            target = parent + b"/" + hidden
+            self.remove(target)
+            if self.is_root:
+                os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+            return
+        path = parent + b"/" + base
+        kind = m.type
+        if m.isreg():
+            self.regular(tar, m, path)
+        elif kind == b"5":
+            try:
+                os.mkdir(path, 0o755)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                    self.remove(path)
+                    os.mkdir(path, 0o755)
+            self.dirs.append((path, m))
+            self.owner_xattrs(path, m)
+        elif kind == b"2":
+            self.make(path, lambda: os.symlink(m.linkname, path))
+            self.owner_xattrs(path, m)
+            os.utime(path, ns=(m.mtime_ns, m.mtime_ns), follow_symlinks=False)
+        elif kind == b"1":
+            self.hardlink(m, path)
+        elif kind in (b"3", b"4", b"6"):
+            if kind == b"6":
+                self.make(path, lambda: os.mkfifo(path, 0o600))
+            elif not self.is_root:
+                return  # device nodes need root
+            else:
+                dev = (stat.S_IFCHR if kind == b"3" else stat.S_IFBLK) | 0o600
+                self.make(path, lambda: os.mknod(path, dev, os.makedev(m.devmajor,
+                                                                       m.devminor)))
+            self.owner_xattrs(path, m)
+            os.chmod(path, m.mode & 0o7777)
+            os.utime(path, ns=(m.mtime_ns, m.mtime_ns), follow_symlinks=False)
+        else:
+            raise UnsafeLayer(f"layer entry {_show(m.name)!r} has an unsupported type "
+                              f"{kind!r}")
+
+    def regular(self, tar: TarReader, m: Entry, path: bytes) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileExistsError:
+            self.remove(path)
+            fd = os.open(path, flags, 0o600)
+        try:
+            if m.size:
+                self.total += tar.write_data(fd)
+            self.owner_xattrs(fd, m)
+            os.fchmod(fd, m.mode & 0o7777)  # after fchown, which clears set-id bits
+            os.utime(fd, ns=(m.mtime_ns, m.mtime_ns))
         finally:
             os.close(fd)
-    elif m.issym():
-        os.symlink(m.linkname, path)
-    elif m.islnk():
+
+    def hardlink(self, m: Entry, path: bytes) -> None:
         tparts = _clean(m.linkname, "hardlink target")
         if not tparts:
-            raise UnsafeLayer(f"layer entry {m.name!r} is a hardlink to the layer root")
-        tparent = _parent_dir(root, tparts, m.linkname)
-        target = os.path.join(tparent, tparts[-1])
+            raise UnsafeLayer(f"layer entry {_show(m.name)!r} is a hardlink to the layer root")
+        target = self.parent(tparts, m.linkname) + b"/" + tparts[-1]
         if not os.path.lexists(target):
-            raise UnsafeLayer(f"layer entry {m.name!r} links to {m.linkname!r}, which is not "
-                              "in the layer")
-        os.link(target, path, follow_symlinks=False)
-        return 0
-    elif m.ischr() or m.isblk():
-        if not is_root:
-            return 0  # device nodes need root
-        kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
-        os.mknod(path, kind | (m.mode & 0o7777), os.makedev(m.devmajor, m.devminor))
-    elif m.isfifo():
-        os.mkfifo(path, m.mode & 0o7777)
-    else:
-        raise UnsafeLayer(f"layer entry {m.name!r} has an unsupported type {m.type!r}")
-    _owner_xattrs(path, m, is_root)
-    if not m.issym():
-        os.chmod(path, m.mode & 0o7777)
-    os.utime(path, (m.mtime, m.mtime), follow_symlinks=False)
-    return written
+            raise UnsafeLayer(f"layer entry {_show(m.name)!r} links to "
+                              f"{_show(m.linkname)!r}, which is not in the layer")
+        self.make(path, lambda: os.link(target, path, follow_symlinks=False))
+
+    def owner_xattrs(self, where: bytes | int, m: Entry) -> None:
+        if self.is_root:
+            if isinstance(where, int):
+                os.fchown(where, m.uid, m.gid)
+            else:
+                os.chown(where, m.uid, m.gid, follow_symlinks=False)
+        if m.xattrs:
+            for name, value in m.xattrs.items():
+                if name.startswith(b"trusted.overlay."):
+                    continue  # a layer may not forge overlayfs metadata
+                try:
+                    if isinstance(where, int):
+                        os.setxattr(where, name, value)
+                    else:
+                        os.setxattr(where, name, value, follow_symlinks=False)
+                except OSError:
+                    pass  # e.g. security.* without the privilege: as docker, best effort
+
+    def finish(self) -> None:
+        for path, m in reversed(self.dirs):  # after their contents: mode and mtime
+            os.chmod(path, m.mode & 0o7777)
+            os.utime(path, ns=(m.mtime_ns, m.mtime_ns))
 
 
-def _owner_xattrs(path: str, m: tarfile.TarInfo, is_root: bool) -> None:
-    if is_root:
-        os.chown(path, m.uid, m.gid, follow_symlinks=False)
-    for key, value in (m.pax_headers or {}).items():
-        if key.startswith("SCHILY.xattr."):
-            name = key[len("SCHILY.xattr."):]
-            if name.startswith("trusted.overlay."):
-                continue  # a layer may not forge overlayfs metadata
-            try:
-                os.setxattr(path, name, value.encode("utf-8", "surrogateescape"),
-                            follow_symlinks=False)
-            except OSError:
-                pass  # e.g. security.* without the privilege: as docker, best effort
+def extract(tar: TarReader, root: str) -> int:
+    """Extract a tar stream into `root` with OCI whiteout semantics; return bytes written."""
+    x = _Extractor(root)
+    while (m := tar.next()) is not None:
+        x.entry(tar, m)
+    x.finish()
+    return x.total

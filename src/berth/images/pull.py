@@ -2,24 +2,29 @@
 
 The manifest is negotiated (OCI or Docker schema2, manifest or index;
 linux/amd64 chosen from an index) and verified against its digest; the
-config comes next. Each missing layer then streams from the registry
-straight into layers.unpack, which runs in a worker thread (bounded, several
-layers at once): the thread reads through a small bridge that asks the event
-loop for the next bytes, so the download and the unpack proceed together and
-the compressed blob is hashed, kept and unpacked in one pass.
+config comes next. Each missing layer then streams from the registry into
+an unpack worker, a process of its own (unpack_worker; several layers at
+once, so that unpacking uses every core rather than one under the GIL): the
+event loop writes the download into the worker's stdin as it arrives, and
+the worker hashes the compressed stream, keeps it as a temp blob, decompresses,
+hashes the tar and extracts it, all in one pass. The worker commits nothing:
+this side checks both digests and the size it reports, then moves the blob
+and the directory into place and indexes the layer.
 
 Nothing is indexed until everything is in place: a failing layer stops the
-others, every worker is waited for (each removes its half-unpacked
-directory), and the image is neither indexed nor tagged. Layers already
-complete stay in the store (verified, unreferenced; `image prune` removes
-them), as podman keeps them for the next attempt.
+others (their tasks are cancelled: each kills and reaps its worker, then
+removes its temp blob and half-unpacked directory), and the image is neither
+indexed nor tagged. Layers already complete stay in the store (verified,
+unreferenced; `image prune` removes them), as podman keeps them for the next
+attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import threading
+import os
+import shutil
+import sys
 
 from berth.images import layers, manifest_import
 from berth.images.errors import ImageFailure, ImageNotFound, RegistryError
@@ -35,7 +40,6 @@ if TYPE_CHECKING:
     from berth.images.auth import Credentials
     from berth.images.progress import Progress
     from berth.images.reference import Reference
-    from berth.images.registry import BlobStream
     from berth.images.store import Store
 
 CONCURRENCY = 4  # layers fetched and unpacked at once (docker: 3)
@@ -166,55 +170,13 @@ def _config_descriptor(man_bytes: bytes, digest: str) -> dict:
     return cfg
 
 
-# --- layers: streamed from the loop into worker threads --------------------------------
+# --- layers: streamed from the loop into worker processes ------------------------------
 
-
-class _ThreadReader:
-    """A blocking read() for a worker thread over a BlobStream that lives on the loop."""
-
-    MIN_READ = 1 << 20
-
-    def __init__(self, stream: BlobStream, loop: asyncio.AbstractEventLoop,
-                 cancel: threading.Event) -> None:
-        self.stream = stream
-        self.loop = loop
-        self.cancel = cancel
-        self.buf = b""
-        self.pos = 0
-        self.eof = False
-
-    def _fetch(self) -> bytes:
-        if self.cancel.is_set():
-            raise PullCancelled(f"layer {self.stream.digest}: stopped (another layer failed)")
-        fut = asyncio.run_coroutine_threadsafe(self.stream.read(self.MIN_READ), self.loop)
-        while True:
-            try:
-                return fut.result(timeout=0.5)
-            except concurrent.futures.TimeoutError:
-                if self.cancel.is_set():
-                    fut.cancel()
-                    raise PullCancelled(f"layer {self.stream.digest}: stopped") from None
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            chunks = [self.buf[self.pos:]]
-            self.buf, self.pos = b"", 0
-            while not self.eof:
-                data = self._fetch()
-                self.eof = not data
-                chunks.append(data)
-            return b"".join(chunks)
-        if self.pos >= len(self.buf):
-            if self.eof:
-                return b""
-            self.buf, self.pos = self._fetch(), 0
-            self.eof = not self.buf
-        if self.pos == 0 and n >= len(self.buf):  # the common case: hand the chunk over
-            out, self.buf = self.buf, b""
-            return out
-        out = self.buf[self.pos:self.pos + n]
-        self.pos += len(out)
-        return out
+# the worker starts without site (fast) and finds berth and its dependencies on the
+# parent's sys.path, whatever launched the parent (the venv, the lean launcher, tests)
+WORKER = ("import sys\nsys.path[:0] = sys.argv[1].split('\\n')\n"
+          "from berth.images.unpack_worker import main\nsys.exit(main(sys.argv[2:]))\n")
+PIPE_SIZE = 1 << 20  # F_SETPIPE_SZ: fewer wake-ups per megabyte than the default 64 KiB
 
 
 async def _fetch_layers(store: Store, reg: Registry, repo: str,
@@ -222,56 +184,107 @@ async def _fetch_layers(store: Store, reg: Registry, repo: str,
                         concurrency: int) -> None:
     if not steps:
         return
-    loop = asyncio.get_running_loop()
-    cancel = threading.Event()
     sem = asyncio.Semaphore(concurrency)
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(concurrency, len(steps)),
-                                                 thread_name_prefix="berth-pull")
-    root = store.root
 
     async def one(step: manifest_import.LayerStep) -> None:
         async with sem:
-            if cancel.is_set():
-                raise PullCancelled(f"layer {step.digest}: not started")
-            got = 0
-
-            def on_data(n: int) -> None:
-                nonlocal got
-                got += n
-                report(step.digest, "Downloading", got, step.size)
-
-            stream = reg.open_blob(repo, step.digest, step.size, on_data)
-            reader = _ThreadReader(stream, loop, cancel)
-            try:
-                await loop.run_in_executor(pool, _unpack, root, reader, step)
-            finally:
-                await stream.close()
+            await _fetch_layer(store, reg, repo, step, report)
             report(step.digest, "Pull complete")
 
     tasks = [asyncio.create_task(one(s)) for s in steps]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     finally:
-        if not all(t.done() and not t.cancelled() and t.exception() is None for t in tasks):
-            cancel.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        pool.shutdown(wait=True)  # every worker has removed its half-unpacked layer
+        for t in tasks:
+            t.cancel()  # a failed layer stops the others (a no-op for those already done)
+        await asyncio.gather(*tasks, return_exceptions=True)  # each killed its worker and
+        # removed what it had written
     errors = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
-    first = next((e for e in errors if not isinstance(e, PullCancelled)), None) \
-        or (errors[0] if errors else None)
-    if first is not None:
+    if errors:
+        first = next((e for e in errors if not isinstance(e, PullCancelled)), errors[0])
         if isinstance(first, ImageFailure):
             raise first
         raise RegistryError(f"{reg.host}/{repo}: layer failed: {first}") from first
 
 
-def _unpack(root: str, reader: _ThreadReader, step: manifest_import.LayerStep) -> None:
-    """In a worker thread: unpack one layer through a Store of its own (SQLite is per thread)."""
-    from berth.images.store import Store
-
-    st = Store(root)
+async def _fetch_layer(store: Store, reg: Registry, repo: str,
+                       step: manifest_import.LayerStep, report: Progress) -> None:
+    """Stream one layer into an unpack worker; commit what it made once it is verified."""
+    compression = layers.compression_of(step.media_type)
+    what = f"layer {step.digest}"
+    work = store.temp_path("layer")
+    root = os.path.join(work, "diff")
+    blob = store.temp_path("blob")
+    os.makedirs(root, 0o755)
+    proc: asyncio.subprocess.Process | None = None
+    readers: list[asyncio.Task] = []
     try:
-        layers.unpack(st, reader, step.media_type, step.digest,  # type: ignore[arg-type]
-                      step.diff_id, step.parent, step.size)
-    finally:
-        st.close()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-I", "-S", "-c", WORKER, "\n".join(p for p in sys.path if p),
+            compression, root, blob, step.digest, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        readers = [asyncio.create_task(proc.stdout.read()), asyncio.create_task(proc.stderr.read())]
+        _widen_pipe(proc.stdin)
+        got = 0
+
+        def on_data(n: int) -> None:
+            nonlocal got
+            got += n
+            report(step.digest, "Downloading", got, step.size)
+
+        stream = reg.open_blob(repo, step.digest, step.size, on_data)
+        try:
+            while data := await stream.read(PIPE_SIZE):
+                proc.stdin.write(data)
+                await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the worker stopped early: its answer says why
+        finally:
+            await stream.close()
+        proc.stdin.close()
+        out, err = await readers[0], await readers[1]
+        await proc.wait()
+        result = _answer(what, out, err, proc.returncode)
+        result.check(what, step.digest, step.size, step.diff_id)
+    except BaseException:
+        for r in readers:
+            r.cancel()
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        layers.remove_quietly(blob)
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    store.commit_blob(blob, result.blob)
+    store.note_layer_blob(result.diff_id, result.blob, step.media_type)
+    store.add_layer(step.chain_id, result.diff_id, step.parent, work, result.size)
+
+
+def _widen_pipe(stdin: asyncio.StreamWriter) -> None:
+    pipe = stdin.get_extra_info("pipe")
+    try:
+        import fcntl
+        fcntl.fcntl(pipe.fileno(), 1031, PIPE_SIZE)  # F_SETPIPE_SZ
+    except (OSError, AttributeError, ValueError):
+        pass  # above /proc/sys/fs/pipe-max-size for an unprivileged user: keep the default
+
+
+def _answer(what: str, out: bytes, err: bytes, rc: int | None) -> layers.Unpacked:
+    """The worker's JSON line as an Unpacked, or its error raised as an ImageFailure."""
+    try:
+        doc = jsonfast.loads(out.decode())
+        if not isinstance(doc, dict):
+            raise ValueError(doc)
+    except (ValueError, UnicodeDecodeError):
+        tail = err.decode(errors="replace").strip().splitlines()[-3:]
+        raise ImageFailure(f"{what}: the unpack worker failed (status {rc}): "
+                           f"{' '.join(tail) or 'no message'}") from None
+    if "error" in doc:
+        from berth.images import errors
+        cls = getattr(errors, doc["error"], None) if doc["error"] else None
+        if cls not in (errors.UnsafeLayer, errors.ArchiveError):
+            cls = ImageFailure
+        message = doc["message"] if doc["error"] else f"{what}: unpack failed: {doc['message']}"
+        raise cls(message)
+    return layers.Unpacked(doc["blob"], doc["blob_size"], doc["diff_id"], doc["size"])

@@ -160,6 +160,14 @@ class Store:
     def writer(self, what: str) -> HashingWriter:
         return HashingWriter(self, what)
 
+    def temp_path(self, kind: str) -> str:
+        """A fresh name under tmp/ for something in progress (`kind`-<random>)."""
+        return os.path.join(self.tmp, f"{kind}-{os.urandom(8).hex()}")
+
+    def commit_blob(self, path: str, digest: str) -> None:
+        """Move a complete, verified and fsynced temp file into place as blob `digest`."""
+        os.rename(path, self.blob_path(digest))
+
     def put_blob(self, data: bytes, expected: str | None = None, what: str = "blob") -> str:
         w = self.writer(what)
         w.write(data)

@@ -399,29 +399,6 @@ def test_one_bad_layer_stops_the_others_and_leaves_nothing_half_done(store: Stor
     clean(store)
 
 
-def test_thread_reader_hands_over_whole_chunks_and_splits_on_demand() -> None:
-    import threading
-
-    from berth.images.pull import _ThreadReader
-
-    class Chunks:
-        digest = "sha256:x"
-
-        def __init__(self) -> None:
-            self.parts = [b"abcdef", b"gh", b""]
-
-        async def read(self, n: int) -> bytes:
-            return self.parts.pop(0)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        r = _ThreadReader(Chunks(), loop, threading.Event())  # type: ignore[arg-type]
-        got = await asyncio.to_thread(lambda: [r.read(4), r.read(100), r.read(1), r.read(-1),
-                                               r.read(5)])
-        assert got == [b"abcd", b"ef", b"g", b"h", b""]
-    run(main())
-
-
 def test_an_unreachable_registry_is_a_clear_error_soon(store: Store) -> None:
     import socket
     import time
