@@ -93,21 +93,21 @@ def parse_extra(add_host: tuple[str, ...] = (), dns: tuple[str, ...] = (),
                 cpuset_cpus: str | None = None, memory_swap: str | None = None,
                 security_opt: tuple[str, ...] = (), init: bool = False) -> dict:
     """The rarer `run` flags, checked here so a bad value fails before anything is made."""
+    import _socket  # not socket: its import (enum, selectors) costs berth run ~3 ms
     import os
-    import socket
     out: dict = {}
     if init:
         out["init"] = init_binary()
     for h in add_host:
         name, _, ip = h.partition(":")
         try:
-            socket.inet_aton(ip)
+            _socket.inet_aton(ip)
         except OSError:
             raise InvalidOption(f"invalid --add-host {h!r}: use NAME:IPv4") from None
         out.setdefault("add_hosts", []).append([name, ip])
     for d in dns:
         try:
-            socket.inet_aton(d)
+            _socket.inet_aton(d)
         except OSError:
             raise InvalidOption(f"invalid --dns {d!r}: an IPv4 address is needed") from None
         out.setdefault("dns", []).append(d)
@@ -121,8 +121,8 @@ def parse_extra(add_host: tuple[str, ...] = (), dns: tuple[str, ...] = (),
         out["stop_signal"] = stop_signal
     if stop_timeout is not None:
         out["stop_timeout"] = stop_timeout
-    from berth.oci.runtime_config import RLIMITS
     for u in ulimit:
+        from berth.oci.runtime_config import RLIMITS
         name, _, vals = u.partition("=")
         soft, _, hard = vals.partition(":")
         key = "RLIMIT_" + name.upper()
