@@ -7,13 +7,13 @@ read /proc/self/status there, reporting back through a pipe.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 import pytest
 
 from berth.runtime import capabilities, linux
 from berth.runtime.capabilities import NAMES, Capabilities
 from berth.runtime.errors import ConfigError, SetupError
+from tests.unit.runtime.child import in_child
 
 only_as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -202,29 +202,6 @@ def test_keep_caps_across_setuid(calls: list[tuple]) -> None:
 # --- in the kernel ------------------------------------------------------------------------------
 
 
-def in_child(fn: Callable[[], str]) -> str:
-    """Run fn in a forked child; return what it returned, or fail with what it raised."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child never returns into pytest
-        status = 1
-        try:
-            os.close(r)
-            os.write(w, fn().encode())
-            status = 0
-        except BaseException as e:
-            try:
-                os.write(w, f"{type(e).__name__}: {e}".encode())
-            except BaseException:
-                pass
-        finally:
-            os._exit(status)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        out = f.read().decode()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, f"child failed: {out}"
-    return out
 
 
 def status(*keys: str) -> str:

@@ -18,6 +18,7 @@ import pytest
 
 from berth.runtime import linux, seccomp
 from berth.runtime.errors import ConfigError, SetupError
+from tests.unit.runtime.child import in_child
 
 only_as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -185,7 +186,7 @@ def test_rules_equal_to_the_default_action_are_skipped() -> None:
 class _FailingRules:
     """libseccomp with seccomp_rule_add_array failing with EINVAL"""
 
-    def __init__(self, real: ctypes.CDLL) -> None:
+    def __init__(self, real: linux.Library) -> None:
         self._real = real
 
     def __getattr__(self, name: str) -> object:
@@ -208,29 +209,6 @@ def test_a_rule_libseccomp_rejects_is_a_setup_error_naming_syscall_and_rule(
 # --- in the kernel ------------------------------------------------------------------------------
 
 
-def in_child(fn: Callable[[], str]) -> str:
-    """Run fn in a forked child; return what it returned, or raise with what it raised."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child never returns into pytest
-        status = 1
-        try:
-            os.close(r)
-            os.write(w, fn().encode())
-            status = 0
-        except BaseException as e:
-            try:
-                os.write(w, f"{type(e).__name__}: {e}".encode())
-            except BaseException:
-                pass
-        finally:
-            os._exit(status)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        out = f.read().decode()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, f"child failed: {out}"
-    return out
 
 
 def load(spec: dict) -> None:
