@@ -212,12 +212,26 @@ def kill(sig: str, refs: tuple[str, ...]) -> None:
 
 
 @click.command("start")
+@click.option("-a", "--attach", "attach_", is_flag=True,
+              help="Attach STDOUT/STDERR and forward signals.")
+@click.option("-i", "--interactive", is_flag=True, help="Attach the container's STDIN.")
+@click.option("--detach-keys", default="ctrl-p,ctrl-q", show_default=True,
+              help="The key sequence that detaches, leaving the container running.")
 @click.argument("refs", nargs=-1, required=True)
 @handled
-def start(refs: tuple[str, ...]) -> None:
-    """Start one or more stopped containers (in the background)."""
+def start(attach_: bool, interactive: bool, detach_keys: str, refs: tuple[str, ...]) -> None:
+    """Start one or more stopped containers (in the background, or attached with -a/-i)."""
     from berth.engine import containers
     state, _ = _engine()
+    if attach_ or interactive:
+        from berth.engine.errors import InvalidOption
+        if len(refs) > 1:
+            raise InvalidOption("you cannot start and attach multiple containers at once")
+        c = containers.get(state, refs[0])
+        if c["status"] == "running" and not c["supervised"]:
+            raise InvalidOption(f"container {c['name']} runs in the foreground of the berth "
+                                "command that started it: it cannot be attached")
+        sys.exit(_attached(state, c, interactive, True, detach_keys, True))
 
     def start_one(ref: str) -> None:
         c = containers.get(state, ref)
@@ -559,26 +573,42 @@ container.add_command(stats)
 
 
 @click.command("attach")
+@click.option("--detach-keys", default="ctrl-p,ctrl-q", show_default=True,
+              help="The key sequence that detaches, leaving the container running.")
+@click.option("--no-stdin", is_flag=True, help="Do not attach STDIN.")
 @click.option("--sig-proxy/--no-sig-proxy", default=True, show_default=True,
-              help="Forward the signals this command receives to the container.")
+              help="Forward the signals this command receives to the container (non-TTY).")
 @click.argument("ref")
 @handled
-def attach(sig_proxy: bool, ref: str) -> None:
-    """Attach to a running container's output (from now on) until it exits.
+def attach(detach_keys: str, no_stdin: bool, sig_proxy: bool, ref: str) -> None:
+    """Attach this terminal to a running container's input and output.
 
-    The container's stdin is not attached: berth starts detached containers with
-    /dev/null as stdin. Exits with the container's exit code.
+    Output from now on; input when the container was started with -i; with -t a
+    raw terminal, and the detach keys leave it running. Exits with the
+    container's exit code (0 after a detach).
     """
-    import signal as _signal
-
     from berth.engine import containers
-    from berth.engine import logs as logmod
     from berth.engine.errors import EngineError
     state, _ = _engine()
     c = containers.get(state, ref)
     if c["status"] != "running":
         raise EngineError("You cannot attach to a stopped container, start it first")
-    if sig_proxy:
+    if not c["supervised"]:
+        raise EngineError(f"container {c['name']} runs in the foreground of the berth "
+                          "command that started it: only that command has its terminal")
+    sys.exit(_attached(state, c, not no_stdin, False, detach_keys, sig_proxy))
+
+
+def _attached(state, c: dict, stdin: bool, start: bool, detach_keys: str,
+              sig_proxy: bool) -> int:
+    """attach and start -a: copy the container's stdio here; its exit code, 0 if we left."""
+    import signal as _signal
+
+    from berth.engine import attach as attaching
+    from berth.engine import containers
+    from berth.engine.errors import EngineError
+    attaching.parse_detach_keys(detach_keys)  # a bad value fails before anything is done
+    if sig_proxy and not json.loads(c["spec"]).get("tty"):
         def forward(signum: int, _frame: object) -> None:
             try:
                 containers.kill(state, c["id"], signum)
@@ -587,13 +617,9 @@ def attach(sig_proxy: bool, ref: str) -> None:
         for s in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGUSR1,
                   _signal.SIGUSR2):
             _signal.signal(s, forward)
-    path = containers.logs_path(state, c["id"])
-    for rec in logmod.read(path, tail=0, follow=True, still_running=lambda: containers.get(
-            state, c["id"])["status"] == "running"):
-        out = sys.stdout if rec["stream"] == "stdout" else sys.stderr
-        out.write(rec["log"])
-        out.flush()
-    sys.exit(containers.wait(state, c["id"]))
+    code = attaching.attach(state.root, c["id"], stdin=stdin and sys.stdin is not None,
+                            start=start, detach_keys=detach_keys)
+    return 0 if code is None else code
 
 
 container.add_command(attach)

@@ -145,7 +145,7 @@ def make_spec(kw: dict):
         name=kw["name"], read_only=kw["read_only"],
         memory=parse_memory(kw["memory"]) if kw["memory"] else None, cpus=kw["cpus"],
         pids_limit=kw["pids_limit"], network=kw["network"], tty=kw["tty"],
-        interactive=kw["interactive"], remove=kw["remove"],
+        interactive=kw["interactive"], stdin_once=not kw.get("detach"), remove=kw["remove"],
         labels=dict(x.partition("=")[::2] for x in kw["label"]),
         cap_add=list(kw["cap_add"]), cap_drop=list(kw["cap_drop"]),
         privileged=kw["privileged"], restart=kw["restart"],
@@ -194,8 +194,6 @@ def run(kw: dict) -> int:
 
     if kw["detach"] and kw["remove"]:
         raise InvalidOption("--rm with --detach is not supported yet")
-    if kw["detach"] and kw["tty"]:
-        raise InvalidOption("--tty with --detach is not supported yet (no attach yet)")
     spec = make_spec(kw)
     state, store = engine()
     pull_if_missing(store, spec.image, str(kw["pull_policy"]))

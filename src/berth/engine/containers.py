@@ -218,7 +218,7 @@ def run_foreground(state: State, store: Store, cid: str) -> int:
         if os.path.isdir(rts.dir(cid)):
             rt_delete(rts, cid, force=True)  # a leftover of a crashed run
         if spec.tty:
-            console = _console()
+            console = console_socket()
         pid = create_and_start(rts, cid, bundle, console_socket=console.path if console else None,
                                forward=True, between=plug_network(state, cid))
         state.update(cid, status="running", pid=pid, started=time.time(), exit_code=None,
@@ -243,7 +243,7 @@ def run_foreground(state: State, store: Store, cid: str) -> int:
     return code
 
 
-def _console():
+def console_socket():
     """A console socket at a short path (unix socket paths are limited to 108 bytes)."""
     import tempfile
 
@@ -424,7 +424,7 @@ def exec_in(state: State, ref: str, cmd: list[str], env: list[str] | None = None
     from berth.runtime import linux
     from berth.runtime.run import wait_for
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # the exec'd process is re-parented to us
-    console = _console()
+    console = console_socket()
     pid_file = os.path.join(os.path.dirname(console.path), "pid")
     try:
         exec_process(rts, c["id"], proc, detach=True, pid_file=pid_file,
@@ -545,6 +545,7 @@ def inspect(state: State, store: Store, ref: str) -> dict:
             "Hostname": spec.get("hostname") or c["id"][:12],
             "User": spec.get("user") or image_cfg.get("User") or "",
             "Tty": spec.get("tty", False), "OpenStdin": spec.get("interactive", False),
+            "StdinOnce": spec.get("stdin_once", False),
             "Env": merge_env(image_cfg.get("Env") or [], spec.get("env") or []),
             "Cmd": spec.get("cmd") or image_cfg.get("Cmd"),
             "Entrypoint": spec.get("entrypoint") if spec.get("entrypoint") is not None

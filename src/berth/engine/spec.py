@@ -32,6 +32,7 @@ class ContainerSpec:
                  read_only: bool = False, memory: int | None = None,
                  cpus: float | None = None, pids_limit: int | None = None,
                  network: str = "bridge", tty: bool = False, interactive: bool = False,
+                 stdin_once: bool = False,
                  remove: bool = False, labels: dict[str, str] | None = None,
                  cap_add: list[str] | None = None, cap_drop: list[str] | None = None,
                  privileged: bool = False, restart: str = "no",
@@ -52,6 +53,9 @@ class ContainerSpec:
         self.network = network
         self.tty = tty
         self.interactive = interactive
+        # docker's StdinOnce: the end of an attached client's input is the end of the
+        # container's (create -i, run -i); run -d -i keeps stdin open for the next attach
+        self.stdin_once = interactive and stdin_once
         self.remove = remove
         self.labels = labels or {}
         self.cap_add = cap_add or []

@@ -1,15 +1,19 @@
 """The supervisor: one process, started on demand, that owns every detached container.
 
-It holds each container's stdout and stderr (pipes), writes them to the
-container's json.log as docker's json-file driver does, is the child
+It holds each container's stdio (engine/stdio.py): stdout and stderr pipes, or
+with -t the master of the container's pty, and with -i the writing end of its
+stdin. It writes the output to the container's json.log as docker's json-file
+driver does and to the clients attached at the moment, is the child
 subreaper that reaps the containers' init processes and records their exit
-codes, applies restart policies, and exits a moment after its last container.
-One process for all containers keeps the memory per idle container far below a
-conmon per container.
+codes, applies restart policies, answers the embedded DNS of user networks,
+and exits a moment after its last container. One process for all containers
+keeps the memory per idle container far below a conmon per container.
 
 CLIs talk to it over a unix socket (<root>/run/supervisor.sock) with one JSON
-request and one JSON reply per connection. A lock file makes sure only one
-supervisor runs per root; `client.request()` starts one when none answers.
+request and one JSON reply per connection; after an "attach" reply the
+connection stays open and carries the container's stdio (engine/stdio.py
+describes the framing). A lock file makes sure only one supervisor runs per
+root; `client.request()` starts one when none answers.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import time
 
 from berth.engine.errors import EngineError
 from berth.engine.state import State
+from berth.engine.stdio import ContainerIO
 
 IDLE_EXIT = 1.0  # seconds without containers before the supervisor exits
 
@@ -64,39 +69,6 @@ def socket_path(root: str) -> str:
     return os.path.join(run_dir(root), "supervisor.sock")
 
 
-def _now() -> str:
-    t = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + \
-        f".{t % 10**9:09d}Z"
-
-
-class _Stream:
-    """One container output pipe, copied line by line into the container's json.log."""
-
-    def __init__(self, cid: str, name: str, fd: int, log: int) -> None:
-        self.cid, self.name, self.fd, self.log = cid, name, fd, log
-        self.buf = b""
-
-    def feed(self, data: bytes) -> None:
-        self.buf += data
-        while b"\n" in self.buf or len(self.buf) >= 16384:
-            if b"\n" in self.buf[:16384]:
-                line, _, self.buf = self.buf.partition(b"\n")
-                line += b"\n"
-            else:
-                line, self.buf = self.buf[:16384], self.buf[16384:]
-            self._write(line)
-
-    def flush(self) -> None:
-        if self.buf:
-            self._write(self.buf)
-            self.buf = b""
-
-    def _write(self, line: bytes) -> None:
-        rec = {"log": line.decode("utf-8", "replace"), "stream": self.name, "time": _now()}
-        os.write(self.log, (json.dumps(rec) + "\n").encode())
-
-
 class Supervisor:
     def __init__(self, root: str) -> None:
         from berth.images.store import Store
@@ -106,7 +78,7 @@ class Supervisor:
         self.store = Store()
         self.sel = selectors.DefaultSelector()
         self.running: dict[int, str] = {}  # init pid -> container id
-        self.streams: dict[str, list[_Stream]] = {}
+        self.io: dict[str, ContainerIO] = {}  # container id -> its stdio (engine/stdio.py)
         self.logs: dict[str, int] = {}
         self.idle_since: float | None = time.monotonic()
         self.dns: dict[str, socket.socket] = {}  # network name -> UDP socket on its gateway
@@ -139,9 +111,11 @@ class Supervisor:
         self.sel.register(wake_r, selectors.EVENT_READ, ("signal", None))
         try:
             while True:
-                for key, _ in self.sel.select(timeout=0.25):
+                for key, mask in self.sel.select(timeout=0.25):
                     kind, data = key.data
-                    if kind == "accept":
+                    if kind == "io":
+                        data(mask)
+                    elif kind == "accept":
                         self._accept(data)
                     elif kind == "signal":
                         try:
@@ -149,8 +123,6 @@ class Supervisor:
                         except BlockingIOError:
                             pass
                         self._reap()
-                    elif kind == "stream":
-                        self._read_stream(data)
                     elif kind == "dns":
                         self._answer_dns(*data)
                 self._reap()
@@ -192,20 +164,30 @@ class Supervisor:
             conn, _ = srv.accept()
         except BlockingIOError:
             return False
-        with conn:
+        keep = False
+        try:
             conn.settimeout(5)
             data = read_line(conn)
             try:
                 req = json.loads(data)
-                reply = self.handle(req)
+                if req.get("op") == "attach":
+                    reply, io = self.attach(req)
+                else:
+                    reply, io = self.handle(req), None
             except (EngineError, OSError, ValueError, KeyError) as e:
-                reply = {"ok": False, "error": str(e)}
+                reply, io = {"ok": False, "error": str(e)}, None
             except Exception as e:  # noqa: BLE001 - a bug must not kill every container's logs
-                reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+                reply, io = {"ok": False, "error": f"{type(e).__name__}: {e}"}, None
             try:
                 conn.sendall((json.dumps(reply) + "\n").encode())
             except OSError:
-                pass
+                return True
+            if io is not None:  # the connection stays: the container's stdio from now on
+                io.add_client(conn, bool(req.get("stdin")))
+                keep = True
+        finally:
+            if not keep:
+                conn.close()
         return True
 
     def handle(self, req: dict) -> dict:
@@ -221,6 +203,20 @@ class Supervisor:
             self.stop(req["id"], float(req.get("timeout", 10)), req.get("signal", 15))
             return {"ok": True}
         raise EngineError(f"unknown request {op!r}")
+
+    def attach(self, req: dict) -> tuple[dict, ContainerIO | None]:
+        """Attach a client to a container's stdio (after starting it, with "start")."""
+        c = self.state.get(req["id"])
+        if req.get("start") and not (c["status"] == "running" and c["pid"] in self.running):
+            self.state.update(c["id"], stop_requested=0)
+            self.start(c["id"])
+        io = self.io.get(c["id"])
+        if io is None:
+            raise EngineError(f"container {c['name']} is not running: start it first "
+                              "(berth start -a)")
+        spec = json.loads(c["spec"])
+        return {"ok": True, "tty": io.tty, "stdin": io.stdin is not None,
+                "stdin_once": io.stdin_once, "interactive": bool(spec.get("interactive"))}, io
 
     # --- the embedded DNS of user-defined networks ----------------------------
 
@@ -286,28 +282,52 @@ class Supervisor:
         if cid not in self.logs:
             self.logs[cid] = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT
                                      | os.O_CLOEXEC, 0o640)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        spec = json.loads(c["spec"])
+        tty, interactive = bool(spec.get("tty")), bool(spec.get("interactive"))
+        mine: list[int] = []  # the supervisor's ends, closed if the start fails
+        theirs: list[int] = []  # the container's ends, closed here once it has them
+        console = None
         try:
-            pid = create_and_start(rts, cid, bundle, stdio=(null, out_w, err_w),
+            null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+            theirs.append(null)
+            if tty:  # the runtime makes the pty inside and sends its master back
+                console = containers.console_socket()
+                stdio = (null, null, null)
+            else:
+                out_r, out_w = os.pipe2(os.O_CLOEXEC)
+                err_r, err_w = os.pipe2(os.O_CLOEXEC)
+                mine += [out_r, err_r]
+                theirs += [out_w, err_w]
+                in_r = in_w = None
+                if interactive:  # -i: a stdin that attach writes to, kept open here
+                    in_r, in_w = os.pipe2(os.O_CLOEXEC)
+                    mine.append(in_w)
+                    theirs.append(in_r)
+                stdio = (in_r if in_r is not None else null, out_w, err_w)
+            pid = create_and_start(rts, cid, bundle, stdio=stdio,
+                                   console_socket=console.path if console else None,
                                    between=containers.plug_network(self.state, cid,
                                                                    self.ensure_dns))
+            if console is not None:
+                master = console.master()
+                mine.append(master)
+                io = ContainerIO(self.sel, self.logs[cid], {master: "stdout"},
+                                 master if interactive else None, True, False)
+            else:
+                io = ContainerIO(self.sel, self.logs[cid], {out_r: "stdout", err_r: "stderr"},
+                                 in_w, False, bool(spec.get("stdin_once")))
         except BaseException:
-            for fd in (out_r, err_r):
+            for fd in mine:
                 os.close(fd)
             containers.unmount(self.state, cid)
             containers.release_network(self.state, cid)
             raise
         finally:
-            for fd in (out_w, err_w, null):
+            for fd in theirs:
                 os.close(fd)
-        streams = [_Stream(cid, "stdout", out_r, self.logs[cid]),
-                   _Stream(cid, "stderr", err_r, self.logs[cid])]
-        self.streams[cid] = streams
-        for s in streams:
-            os.set_blocking(s.fd, False)
-            self.sel.register(s.fd, selectors.EVENT_READ, ("stream", s))
+            if console is not None:
+                console.close()
+        self.io[cid] = io
         self.running[pid] = cid
         self.state.update(cid, status="running", pid=pid, started=time.time(), exit_code=None,
                           finished=None, stop_requested=0, supervised=1)
@@ -329,25 +349,6 @@ class Supervisor:
         signal_process(pid, signal.SIGKILL)
         while not self._reap_one(pid):
             time.sleep(0.005)
-
-    def _read_stream(self, s: _Stream) -> None:
-        try:
-            data = os.read(s.fd, 65536)
-        except BlockingIOError:
-            return
-        if data:
-            s.feed(data)
-        else:
-            self._close_stream(s)
-
-    def _close_stream(self, s: _Stream) -> None:
-        s.flush()
-        try:
-            self.sel.unregister(s.fd)
-        except (KeyError, ValueError):
-            pass
-        os.close(s.fd)
-        s.fd = -1
 
     def _reap(self) -> None:
         while True:
@@ -379,17 +380,9 @@ class Supervisor:
 
         code = os.waitstatus_to_exitcode(status)
         code = 128 - code if code < 0 else code
-        for s in self.streams.pop(cid, []):
-            if s.fd >= 0:
-                while True:  # what the process wrote before it died
-                    try:
-                        data = os.read(s.fd, 65536)
-                    except (BlockingIOError, OSError):
-                        break
-                    if not data:
-                        break
-                    s.feed(data)
-                self._close_stream(s)
+        io = self.io.pop(cid, None)
+        if io is not None:
+            io.drain()  # what the process wrote before it died
         try:
             rt_delete(containers.runtime_store(), cid, force=True)
         except RuntimeFailure:
@@ -398,6 +391,8 @@ class Supervisor:
         containers.release_network(self.state, cid)
         self.state.update(cid, status="exited", pid=0, exit_code=code, finished=time.time(),
                           paused=0)
+        if io is not None:
+            io.close(code)  # attached clients learn the exit code
         try:
             c = self.state.get(cid)
         except EngineError:  # removed meanwhile (rm -f, system check --repair)
