@@ -195,6 +195,30 @@ def prune(all_: bool, volumes: bool, force: bool) -> None:
 
 
 
+@system.command("reset")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@handled
+def reset(force: bool) -> None:
+    """Remove every container, image, volume and network, and berth's bridges and rules."""
+    from berth.engine import containers, networks
+    from berth.engine import volumes as vol
+    if not force:
+        click.confirm("WARNING! This will remove:\n - all containers\n - all images\n"
+                      " - all volumes\n - all networks (and their bridges and nftables rules)\n"
+                      "Are you sure you want to continue?", abort=True)
+    state, store = _engine()
+    for c in state.all():
+        containers.remove(state, c["id"], force=True, volumes=True)
+    for name in networks.names(state):
+        if name != networks.DEFAULT:
+            networks.remove(state, name)
+    for name in vol.names(state.root):
+        vol.remove(state.root, name, set())
+    for img in list(store.images()):
+        store.remove_image(img["id"], force=True)
+    store.prune()
+
+
 @system.command("check")
 @click.option("--repair", is_flag=True, help="Fix what is found.")
 @handled

@@ -33,6 +33,33 @@ def test_df_and_prune(berth) -> None:  # noqa: F811
     assert berth("images", "-q").stdout.strip()  # in use by "kept": not pruned
 
 
+def test_reset_removes_everything_berth_made(berth, tmp_path) -> None:  # noqa: F811
+    import os
+    import subprocess
+    berth("network", "create", "resetnet")
+    berth("volume", "create", "resetvol")
+    berth("run", "-d", "--name", "up", "--network", "resetnet", "-v", "resetvol:/data",
+          "busybox", "sleep", "60")
+    berth("run", "--name", "down", "busybox", "true")
+    assert berth("system", "reset", check=False, input="n\n").returncode != 0  # not confirmed
+    assert berth("ps", "-aq").stdout.count("\n") == 2
+
+    berth("system", "reset", "-f")
+    assert berth("ps", "-aq").stdout == ""
+    assert berth("images", "-q").stdout == ""
+    assert berth("volume", "ls", "-q").stdout == ""
+    assert berth("network", "ls", "--format", "{{.Name}}").stdout.split() == [
+        "bridge", "host", "none"]
+    assert os.listdir(tmp_path / "root" / "containers") == []
+    with open("/proc/self/mountinfo") as f:
+        assert str(tmp_path) not in f.read()
+    from berth.engine.networks import bridge_name
+    from berth.engine.state import State
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    for net in ("bridge", "resetnet"):
+        assert bridge_name(State(str(tmp_path / "root")), net) not in links
+
+
 def test_system_check_finds_and_repairs(berth, tmp_path) -> None:  # noqa: F811
     import subprocess
 
