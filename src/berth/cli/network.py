@@ -1,4 +1,4 @@
-"""`berth network`: create, ls, rm, inspect (docker's names and columns)."""
+"""`berth network`: create, ls, rm, inspect, connect, disconnect (docker's names and columns)."""
 
 from __future__ import annotations
 
@@ -57,16 +57,28 @@ def ls(quiet: bool, fmt: str | None) -> None:
 @handled
 def inspect(names: tuple[str, ...]) -> None:
     """Display detailed information on one or more networks."""
-    from berth.engine import networks
+    from berth.engine import endpoints, networks
+    from berth.engine.errors import EngineError
     state, _ = _engine()
     docs = []
     for n in names:
         net = networks.get(state, n)
+        members = {}
+        for cid in net["Containers"]:
+            try:
+                c = state.get(cid)
+            except EngineError:
+                continue
+            ep = endpoints.settings(state, c)["Networks"].get(net["Name"]) or {}
+            members[cid] = {"Name": c["name"], "EndpointID": ep.get("EndpointID", ""),
+                            "MacAddress": ep.get("MacAddress", ""),
+                            "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}"
+                            if ep.get("IPAddress") else "", "IPv6Address": ""}
         docs.append({"Name": net["Name"], "Id": net["Id"], "Driver": "bridge", "Scope": "local",
                      "IPAM": {"Driver": "default", "Config": [
                          {"Subnet": net["Subnet"], "Gateway": net["Gateway"]}]},
                      "Options": {"com.docker.network.bridge.name": net["Bridge"]},
-                     "Containers": {cid: {} for cid in net["Containers"]}})
+                     "Containers": members})
     click.echo(json.dumps(docs, indent=4))
 
 
@@ -78,3 +90,29 @@ def rm(names: tuple[str, ...]) -> None:
     from berth.engine import networks
     state, _ = _engine()
     each(names, lambda n: networks.remove(state, n))
+
+
+@network.command("connect")
+@click.option("--alias", "aliases", multiple=True, help="Add a network-scoped alias.")
+@click.option("--ip", help="An IPv4 address in the network's subnet.")
+@click.argument("name")
+@click.argument("ref")
+@handled
+def connect(aliases: tuple[str, ...], ip: str | None, name: str, ref: str) -> None:
+    """Connect a container to a network (at once if it runs, else when it starts)."""
+    from berth.engine import endpoints
+    state, _ = _engine()
+    endpoints.connect(state, name, ref, list(aliases), ip)
+
+
+@network.command("disconnect")
+@click.option("-f", "--force", is_flag=True,
+              help="Also the network of its published ports, or a container gone.")
+@click.argument("name")
+@click.argument("ref")
+@handled
+def disconnect(force: bool, name: str, ref: str) -> None:
+    """Disconnect a container from a network."""
+    from berth.engine import endpoints
+    state, _ = _engine()
+    endpoints.disconnect(state, name, ref, force)

@@ -17,7 +17,7 @@ import time
 
 from berth.engine.errors import ContainerRunning, EngineError, NameInUse
 from berth.engine.names import generate
-from berth.engine.spec import ContainerSpec, bridged, oci_config, process_args
+from berth.engine.spec import ContainerSpec, endpoints_of, oci_config, process_args
 from berth.engine.state import State
 from berth.oci import jsonfast as json
 
@@ -124,12 +124,16 @@ def prepare_bundle(state: State, store: Store, c: dict) -> str:
             netns = f"/proc/{other['pid']}/ns/net"
         else:
             netns = None
-        if bridged(spec.network) or extra.get("add_hosts"):
+        wanted = endpoints_of(spec.to_dict())
+        eps = []
+        if wanted or extra.get("add_hosts"):
             from berth.engine import networks
             ip, peer_list = None, []
-            if bridged(spec.network):
-                ep = networks.allocate(state, c["id"], spec.network)
-                ip, peer_list = ep["IP"], networks.peers(state, c["id"], ep["Name"])
+            for i, (name, cfg) in enumerate(wanted.items()):  # eth0, eth1, ... in order
+                eps.append(networks.allocate(state, c["id"], name, cfg.get("ip"),
+                                             cfg.get("aliases"), f"eth{i}"))
+            if eps:
+                ip, peer_list = eps[0]["IP"], networks.peers(state, c["id"], eps[0]["Name"])
             hosts = os.path.join(state.dir(c["id"]), "hosts")
             with open(hosts, "w") as f:
                 f.write(networks.hosts_file(ip, spec.hostname or c["id"][:12],
@@ -138,11 +142,9 @@ def prepare_bundle(state: State, store: Store, c: dict) -> str:
             extra_mounts.append({"destination": "/etc/hosts", "type": "bind", "source": hosts,
                                  "options": ["rbind", "rprivate"]})
         nameservers = list(extra.get("dns") or [])
-        if not nameservers and bridged(spec.network):
-            from berth.engine import networks
-            net = networks.get(state, spec.network)
-            if net["Name"] != networks.DEFAULT:  # docker: embedded DNS on user networks
-                nameservers = [net["Gateway"]]
+        if not nameservers:  # docker: the embedded DNS, on its user networks
+            from berth.engine.networks import DEFAULT
+            nameservers = [ep["Gateway"] for ep in eps if ep["Name"] != DEFAULT][:1]
         if nameservers:
             resolv = os.path.join(state.dir(c["id"]), "resolv.conf")
             with open(resolv, "w") as f:
@@ -172,25 +174,26 @@ def prepare_bundle(state: State, store: Store, c: dict) -> str:
 
 
 def plug_network(state: State, cid: str, dns=None):
-    """The create->start hook that plugs the container into its network (None: nothing).
+    """The create->start hook that plugs the container into its networks (None: nothing).
 
     On a user-defined network the supervisor must answer DNS on it: `dns(network)` asks
     it (the supervisor passes its own method; a CLI goes through the socket).
     """
-    spec = json.loads(state.get(cid)["spec"])
-    network = spec.get("network", "none")
-    if not bridged(network):
+    wanted = endpoints_of(json.loads(state.get(cid)["spec"]))
+    if not wanted:
         return None
     from berth.engine import networks
 
     def plug(pid: int) -> None:
-        networks.attach(state, cid, pid, network)
-        if networks.get(state, network)["Name"] != networks.DEFAULT:
-            if dns is not None:
-                dns(network)
-            else:
-                from berth.engine.client import request
-                request(state.root, {"op": "dns", "network": network})
+        for i, (network, cfg) in enumerate(wanted.items()):
+            ep = networks.attach(state, cid, pid, network, i == 0, cfg.get("ip"),
+                                 cfg.get("aliases"), f"eth{i}")
+            if ep["Name"] != networks.DEFAULT:
+                if dns is not None:
+                    dns(ep["Name"])
+                else:
+                    from berth.engine.client import request
+                    request(state.root, {"op": "dns", "network": ep["Name"]})
 
     return plug
 
@@ -505,6 +508,7 @@ def inspect(state: State, store: Store, ref: str) -> dict:
 
     running = c["status"] == "running"
     image_cfg = store.config(c["image_id"]).get("config") or {} if c["image_id"] else {}
+    from berth.engine import endpoints
     from berth.engine.spec import merge_env
     return {
         "Id": c["id"],
@@ -554,6 +558,7 @@ def inspect(state: State, store: Store, ref: str) -> dict:
             "WorkingDir": spec.get("workdir") or image_cfg.get("WorkingDir") or "",
             "Labels": spec.get("labels") or {},
         },
+        "NetworkSettings": endpoints.settings(state, c),
         "LogPath": os.path.join(state.dir(c["id"]), "json.log"),
     }
 

@@ -9,8 +9,12 @@ containers already on its network. A bridge exists only while a container uses
 it: the last one out removes it (and the nftables table when no bridge is
 left), so nothing of berth stays on the host's network when nothing runs.
 
-Not yet: port publishing, an embedded DNS server (names resolve through
-/etc/hosts written at start), IPv6.
+A container may be on several networks (engine/endpoints.py: `network
+connect`): its first endpoint is eth0 with the default route and the
+published ports, the others eth1, eth2, ... An endpoint row lives while the
+container runs and carries the aliases the embedded DNS answers for.
+
+Not yet: IPv6.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ CREATE TABLE IF NOT EXISTS endpoints (
     container TEXT NOT NULL,
     network TEXT NOT NULL REFERENCES networks(name),
     ip TEXT NOT NULL,
+    ifname TEXT NOT NULL DEFAULT 'eth0',   -- its interface inside the container
+    aliases TEXT NOT NULL DEFAULT '[]',    -- JSON: --network-alias / connect --alias
     PRIMARY KEY (container, network),
     UNIQUE (network, ip)
 );
@@ -48,7 +54,14 @@ class NetworkNotFound(EngineError):
 
 
 def _db(state: State):
-    state.db.executescript(SCHEMA)
+    if not getattr(state, "networks_schema", False):
+        state.db.executescript(SCHEMA)
+        have = {r[1] for r in state.db.execute("PRAGMA table_info(endpoints)")}
+        for col, decl in (("ifname", "TEXT NOT NULL DEFAULT 'eth0'"),
+                          ("aliases", "TEXT NOT NULL DEFAULT '[]'")):
+            if col not in have:  # a database from before the column existed
+                state.db.execute(f"ALTER TABLE endpoints ADD COLUMN {col} {decl}")
+        state.networks_schema = True  # type: ignore[attr-defined]
     return state.db
 
 
@@ -133,22 +146,55 @@ def remove(state: State, name: str) -> None:
 # --- containers -----------------------------------------------------------------
 
 
-def allocate(state: State, cid: str, name: str) -> dict:
-    """Reserve the lowest free address of the network for a container."""
+def allocate(state: State, cid: str, name: str, ip: str | None = None,
+             aliases: list[str] | None = None, ifname: str = "eth0") -> dict:
+    """Reserve an address of the network for a container: `ip`, or the lowest free one."""
+    from berth.oci import jsonfast as json
     net = get(state, name)
     db = _db(state)
-    row = db.execute("SELECT ip FROM endpoints WHERE container=? AND network=?",
-                     (cid, net["Name"])).fetchone()
+    row = db.execute("SELECT ip, ifname, aliases FROM endpoints WHERE container=? AND "
+                     "network=?", (cid, net["Name"])).fetchone()
     if row:
-        return {**net, "IP": row[0]}
+        return {**net, "IP": row[0], "IfName": row[1], "Aliases": json.loads(row[2])}
     subnet = ipaddress.ip_network(net["Subnet"])
     used = {r[0] for r in db.execute("SELECT ip FROM endpoints WHERE network=?",
                                      (net["Name"],))}
-    for host in list(subnet.hosts())[1:]:
-        if str(host) not in used:
-            db.execute("INSERT INTO endpoints VALUES (?,?,?)", (cid, net["Name"], str(host)))
-            return {**net, "IP": str(host)}
-    raise EngineError(f"network {name} has no free address left")
+    if ip is not None:
+        check_ip(net, ip)
+        if ip in used:
+            raise EngineError(f"address {ip} is already in use on network {net['Name']}")
+        free = [ip]
+    else:
+        free = [str(h) for h in list(subnet.hosts())[1:] if str(h) not in used][:1]
+    if not free:
+        raise EngineError(f"network {name} has no free address left")
+    import sqlite3
+    try:
+        db.execute("INSERT INTO endpoints VALUES (?,?,?,?,?)", (cid, net["Name"], free[0], ifname,
+                                                                json.dumps(aliases or [])))
+    except sqlite3.IntegrityError:  # taken meanwhile by a concurrent start
+        raise EngineError(f"address {free[0]} is already in use on network "
+                          f"{net['Name']}") from None
+    return {**net, "IP": free[0], "IfName": ifname, "Aliases": list(aliases or [])}
+
+
+def check_ip(net: dict, ip: str) -> None:
+    """An address a container may be given on `net` (not its gateway, network or broadcast)."""
+    try:
+        addr = ipaddress.IPv4Address(ip)
+    except ValueError:
+        raise InvalidOption(f"invalid IPv4 address {ip!r}") from None
+    subnet = ipaddress.ip_network(net["Subnet"])
+    if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address):
+        raise InvalidOption(f"address {ip} is not a host address of network {net['Name']} "
+                            f"({net['Subnet']})")
+    if ip == net["Gateway"]:
+        raise InvalidOption(f"address {ip} is the gateway of network {net['Name']}")
+
+
+def host_end(cid: str, ifname: str) -> str:
+    """The host's end of a container's veth (15 characters at most; 'x' is not hex)."""
+    return "vb" + cid[:12] if ifname == "eth0" else f"vb{cid[:10]}x{ifname[3:]}"
 
 
 def peers(state: State, cid: str, name: str) -> list[tuple[str, str]]:
@@ -159,35 +205,45 @@ def peers(state: State, cid: str, name: str) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in rows]
 
 
-def attach(state: State, cid: str, pid: int, name: str) -> dict:
-    """Plug container `cid` (init `pid`) into the network: veth, address, route."""
+def attach(state: State, cid: str, pid: int, name: str, primary: bool = True,
+           ip: str | None = None, aliases: list[str] | None = None,
+           ifname: str = "eth0") -> dict:
+    """Plug container `cid` (init `pid`) into the network: veth, address, and for its
+    primary network the default route and published ports. A failure leaves nothing."""
     from berth.engine.netlink import Netlink, in_netns
 
-    ep = allocate(state, cid, name)
+    ep = allocate(state, cid, name, ip, aliases, ifname)
+    ifname = ep["IfName"]
     prefix = ipaddress.ip_network(ep["Subnet"]).prefixlen
-    host_end = "vb" + cid[:12]
-    with Netlink() as nl:
-        _ensure_bridge(nl, ep)
-        if nl.exists(host_end):
-            nl.delete(host_end)
-        fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            nl.add_veth(host_end, "eth0b", fd)
-        finally:
-            os.close(fd)
-        nl.set_master(host_end, ep["Bridge"])
-        nl.set_up(host_end)
+    outside = host_end(cid, ifname)
     mac = "02:42:" + ":".join(f"{int(b):02x}" for b in ep["IP"].split("."))
+    try:
+        with Netlink() as nl:
+            _ensure_bridge(nl, ep)
+            if nl.exists(outside):
+                nl.delete(outside)
+            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                nl.add_veth(outside, ifname + "b", fd)
+            finally:
+                os.close(fd)
+            nl.set_master(outside, ep["Bridge"])
+            nl.set_up(outside)
 
-    def inside(nl):
-        nl.rename("eth0b", "eth0")
-        nl.set_mac("eth0", mac)
-        nl.add_address("eth0", f"{ep['IP']}/{prefix}")
-        nl.set_up("eth0")
-        nl.add_default_route(ep["Gateway"], "eth0")
+        def inside(nl):
+            nl.rename(ifname + "b", ifname)
+            nl.set_mac(ifname, mac)
+            nl.add_address(ifname, f"{ep['IP']}/{prefix}")
+            nl.set_up(ifname)
+            if primary:
+                nl.add_default_route(ep["Gateway"], ifname)
 
-    in_netns(f"/proc/{pid}/ns/net", inside)
-    publish(state, cid, ep["IP"])
+        in_netns(f"/proc/{pid}/ns/net", inside)
+        if primary:
+            publish(state, cid, ep["IP"])
+    except BaseException:
+        unplug(state, cid, ep["Name"])
+        raise
     return {**ep, "MacAddress": mac}
 
 
@@ -216,21 +272,37 @@ def publish(state: State, cid: str, ip: str) -> None:
 
 def detach(state: State, cid: str) -> None:
     """Unplug a container from every network; a bridge nobody uses any more goes away."""
-    from berth.engine.netlink import Netlink
+    _unplug(state, cid, None)
 
+
+def unplug(state: State, cid: str, name: str) -> None:
+    """Unplug a container from one network (`network disconnect`, a failed connect)."""
+    _unplug(state, cid, name)
+
+
+def _unplug(state: State, cid: str, only: str | None) -> None:
     db = _db(state)
-    nets = [r[0] for r in db.execute("SELECT network FROM endpoints WHERE container=?",
-                                     (cid,))]
+    rows = db.execute("SELECT network, ifname FROM endpoints WHERE container=?",
+                      (cid,)).fetchall()
+    rows = [(n, i) for n, i in rows if only is None or n == only]
     try:
         published = state.get(cid)["ports"] not in ("", "[]")
     except EngineError:  # the record is gone already (rm): look at the rules to be sure
         published = True
-    if published:
+    if published and (only is None or any(i == "eth0" for _, i in rows)):
         from berth.engine import ports
         ports.remove_rules(cid[:12])
-        state.update(cid, ports="[]")
-    db.execute("DELETE FROM endpoints WHERE container=?", (cid,))
+        try:
+            state.update(cid, ports="[]")
+        except EngineError:
+            pass
+    if only is None:
+        db.execute("DELETE FROM endpoints WHERE container=?", (cid,))
+    else:
+        db.execute("DELETE FROM endpoints WHERE container=? AND network=?", (cid, only))
     import errno
+
+    from berth.engine.netlink import Netlink
 
     def gone(nl, link: str) -> None:
         try:
@@ -240,9 +312,13 @@ def detach(state: State, cid: str) -> None:
                 raise
 
     with Netlink() as nl:
-        if nl.exists("vb" + cid[:12]):
-            gone(nl, "vb" + cid[:12])
-        for name in nets:
+        ends = {host_end(cid, i) for _, i in rows}
+        if only is None:
+            ends.add(host_end(cid, "eth0"))
+        for end in sorted(ends):
+            if nl.exists(end):
+                gone(nl, end)
+        for name in {n for n, _ in rows} if only is None else [only]:
             left = db.execute("SELECT 1 FROM endpoints WHERE network=?", (name,)).fetchone()
             br = bridge_name(state, name)
             if not left and nl.exists(br):
@@ -254,6 +330,10 @@ def _ensure_bridge(nl, ep: dict) -> None:
     if nl.exists(ep["Bridge"]):
         return
     nl.add_bridge(ep["Bridge"])
+    # a bridge without an address of its own takes the lowest of its ports', so a
+    # container joining could change the gateway's MAC under the others' ARP caches
+    nl.set_mac(ep["Bridge"], "02:42:" + ":".join(f"{int(b):02x}" for b in
+                                                 ep["Gateway"].split(".")))
     prefix = ipaddress.ip_network(ep["Subnet"]).prefixlen
     nl.add_address(ep["Bridge"], f"{ep['Gateway']}/{prefix}")
     nl.set_up(ep["Bridge"])

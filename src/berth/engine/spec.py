@@ -37,7 +37,8 @@ class ContainerSpec:
                  cap_add: list[str] | None = None, cap_drop: list[str] | None = None,
                  privileged: bool = False, restart: str = "no",
                  mounts: list[dict] | None = None, ports: list[dict] | None = None,
-                 publish_all: bool = False, extra: dict | None = None) -> None:
+                 publish_all: bool = False, extra: dict | None = None,
+                 aliases: list[str] | None = None) -> None:
         self.image = image
         self.cmd = cmd
         self.entrypoint = entrypoint
@@ -69,6 +70,13 @@ class ContainerSpec:
         # stop_timeout, ulimits, devices, shm_size, cpu_shares, cpuset_cpus, memory_swap,
         # no_new_privileges, seccomp
         self.extra = extra or {}
+        # the bridge networks it is on, in order (the first is eth0 and has the default
+        # route), each with its aliases and the address asked for (network connect --ip)
+        self.networks = {network: {"aliases": check_aliases(aliases or []), "ip": None}} \
+            if bridged(network) else {}
+        if aliases and (not bridged(network) or network == "bridge"):
+            raise InvalidOption("--network-alias: network-scoped aliases are supported only "
+                                "for containers in user-defined networks (--network NAME)")
         if (self.ports or publish_all) and not bridged(network):
             raise InvalidOption(f"-p/-P need a bridge network, not --network {network}")
         if network.startswith("container:") and (hostname or self.ports):
@@ -83,6 +91,24 @@ class ContainerSpec:
         s = cls.__new__(cls)
         s.__dict__.update(d)
         return s
+
+
+def endpoints_of(spec: dict) -> dict[str, dict]:
+    """The bridge networks a container (its spec as stored) is on: name -> aliases, ip."""
+    if "networks" in spec:
+        return dict(spec["networks"])
+    network = spec.get("network", "none")  # a record from before `network connect`
+    return {network: {"aliases": [], "ip": None}} if bridged(network) else {}
+
+
+def check_aliases(aliases: list[str]) -> list[str]:
+    """Network aliases are DNS names: letters, digits, '-', '_' and dots between labels."""
+    import re
+    for a in aliases:
+        if not re.fullmatch(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252}[A-Za-z0-9_])?", a) or ".." in a:
+            raise InvalidOption(f"invalid network alias {a!r}: use a DNS name (letters, "
+                                "digits, '-', '_', '.')")
+    return list(dict.fromkeys(aliases))
 
 
 def bridged(network: str) -> bool:

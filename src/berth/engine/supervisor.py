@@ -238,21 +238,34 @@ class Supervisor:
             packet, addr = s.recvfrom(4096)
         except BlockingIOError:
             return
-        reply = dns.answer(packet, lambda name: self._lookup(network, name))
+        reply = dns.answer(packet, lambda name: self._lookup(network, name, addr[0]))
         if reply is not None:
             try:
                 s.sendto(reply, addr)
             except OSError:
                 pass
 
-    def _lookup(self, network: str, name: str) -> str | None:
-        rows = self.state.db.execute(
-            "SELECT e.ip, c.name, c.id, c.spec FROM endpoints e JOIN containers c ON "
-            "c.id = e.container WHERE e.network = ?", (network,)).fetchall()
-        for ip, cname, cid, spec in rows:
-            host = (json.loads(spec).get("hostname") or "").lower()
-            if name in (cname.lower(), host) or (len(name) >= 12 and cid.startswith(name)):
-                return str(ip)
+    def _lookup(self, network: str, name: str, asker: str) -> str | None:
+        """`name` among the containers on the networks the asker shares (this one first):
+        their names, hostnames, short ids and the aliases of their endpoints there."""
+        from berth.engine.networks import DEFAULT
+        db = self.state.db
+        nets = [network]
+        row = db.execute("SELECT container FROM endpoints WHERE network = ? AND ip = ?",
+                         (network, asker)).fetchone()
+        if row is not None:
+            nets += [r[0] for r in db.execute(
+                "SELECT network FROM endpoints WHERE container = ? AND network NOT IN (?, ?)",
+                (row[0], network, DEFAULT))]
+        for net in nets:
+            rows = db.execute(
+                "SELECT e.ip, e.aliases, c.name, c.id, c.spec FROM endpoints e JOIN containers c "
+                "ON c.id = e.container WHERE e.network = ?", (net,)).fetchall()
+            for ip, aliases, cname, cid, spec in rows:
+                host = (json.loads(spec).get("hostname") or "").lower()
+                if name in (cname.lower(), host) or (len(name) >= 12 and cid.startswith(name)) \
+                        or name in (a.lower() for a in json.loads(aliases or "[]")):
+                    return str(ip)
         return None
 
     def _drop_unused_dns(self) -> None:
