@@ -27,9 +27,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.root,
 BERTH = str(Path(sys.executable).parent / "berth")
 HEX64 = re.compile(r"^[0-9a-f]{64}\n$")
 
-# (command, how to compare stdout): "same" exact, "hex64" an id, "head" first line only,
-# "prefix:N" first N characters, "empty", "none" (exit code only)
-SCRIPT: list[tuple[list[str], str]] = [
+# (command, how to compare stdout[, what to feed its stdin]): "same" exact, "hex64" an id,
+# "head" first line only, "prefix:N" first N characters, "empty", "none" (exit code only)
+SCRIPT: list[tuple] = [
     (["run", "--rm", "--network", "none", "busybox", "echo", "hello"], "same"),
     (["run", "--rm", "--network", "none", "busybox", "sh", "-c", "exit 3"], "same"),
     (["run", "--rm", "--network", "none", "-e", "A=1", "-w", "/tmp", "-u", "nobody", "busybox",
@@ -64,6 +64,52 @@ SCRIPT: list[tuple[list[str], str]] = [
     (["volume", "rm", "compatvol"], "same"),
     (["volume", "rm", "compatvol"], "empty"),
     (["run", "--rm", "--network", "none", "--name", "x", "busybox", "true"], "empty"),
+    # stdin and ttys of detached containers
+    (["run", "-d", "-i", "--name", "compat4", "--network", "none", "busybox", "sh", "-c",
+      "read x; echo got:$x; exit 2"], "hex64"),
+    (["inspect", "-f", "{{.State.Running}} {{.Config.OpenStdin}} {{.Config.StdinOnce}}",
+      "compat4"], "same"),
+    # dockerd stops sending output once attach's input ends (it shows nothing here), but
+    # waits for the container's exit code, as berth does; berth shows the output too
+    (["attach", "compat4"], "none", "hi\n"),
+    (["logs", "compat4"], "same"),
+    (["create", "-i", "--name", "compat5", "--network", "none", "busybox", "sh", "-c",
+      "read x; echo got:$x; exit 3"], "hex64"),
+    (["inspect", "-f", "{{.Config.OpenStdin}} {{.Config.StdinOnce}}", "compat5"], "same"),
+    (["start", "-a", "-i", "compat5"], "same", "hello\n"),
+    (["run", "-dt", "--name", "compat6", "--network", "none", "busybox", "sh", "-c",
+      "tty; exec sleep 30"], "hex64"),
+    (["exec", "compat6", "true"], "same"),  # a moment for tty's output to reach the log
+    (["logs", "compat6"], "same"),
+    (["inspect", "-f", "{{.Config.Tty}} {{.State.Running}}", "compat6"], "same"),
+    # user networks: connect, disconnect, aliases (dockerd makes its own bridge for these)
+    (["network", "create", "compatnet"], "hex64"),
+    (["network", "create", "compatnet2"], "hex64"),
+    (["run", "-d", "--name", "compat2", "--network", "compatnet", "--network-alias", "svc",
+      "busybox", "sleep", "60"], "hex64"),
+    (["run", "-d", "--name", "compat3", "--network", "compatnet2", "busybox", "sleep", "60"],
+     "hex64"),
+    (["exec", "compat3", "ls", "/sys/class/net"], "same"),
+    (["network", "connect", "--alias", "peer", "compatnet", "compat3"], "same"),
+    (["exec", "compat3", "ls", "/sys/class/net"], "same"),
+    (["exec", "compat2", "sh", "-c", "ping -c1 -W2 peer >/dev/null && echo ok"], "same"),
+    (["exec", "compat3", "sh", "-c", "ping -c1 -W2 svc >/dev/null && echo ok"], "same"),
+    (["inspect", "-f", "{{json .NetworkSettings.Networks.compatnet.Aliases}}", "compat3"],
+     "prefix:8"),
+    (["network", "connect", "compatnet", "compat3"], "none"),
+    (["network", "connect", "nosuchnet", "compat3"], "none"),
+    (["network", "disconnect", "compatnet", "compat3"], "same"),
+    (["exec", "compat3", "ls", "/sys/class/net"], "same"),
+    (["exec", "compat2", "sh", "-c", "ping -c1 -W1 peer >/dev/null 2>&1 && echo ok || echo gone"],
+     "same"),
+    (["network", "disconnect", "compatnet", "compat3"], "none"),
+    (["create", "--name", "compat7", "--network", "compatnet2", "busybox", "sleep", "60"],
+     "hex64"),
+    (["network", "connect", "compatnet", "compat7"], "same"),
+    (["start", "compat7"], "same"),
+    (["exec", "compat7", "ls", "/sys/class/net"], "same"),
+    (["rm", "-f", "compat2", "compat3", "compat4", "compat5", "compat6", "compat7"], "same"),
+    (["network", "rm", "compatnet", "compatnet2"], "same"),
 ]
 
 
@@ -97,7 +143,12 @@ def engines(busybox_image: Path):  # type: ignore[no-untyped-def]
                        capture_output=True)
         yield docker, [BERTH], env
     finally:
-        subprocess.run([*docker, "rm", "-f", "compat1"], capture_output=True)
+        ids = subprocess.run([*docker, "ps", "-aq"], capture_output=True,
+                             text=True).stdout.split()
+        if ids:  # containers first: a network with endpoints cannot go
+            subprocess.run([*docker, "rm", "-f", *ids], capture_output=True)
+        for net in ("compatnet", "compatnet2"):
+            subprocess.run([*docker, "network", "rm", net], capture_output=True)
         daemon.send_signal(signal.SIGTERM)
         try:
             daemon.wait(timeout=30)
@@ -108,6 +159,8 @@ def engines(busybox_image: Path):  # type: ignore[no-untyped-def]
                              text=True).stdout.split()
         if ids:
             subprocess.run([BERTH, "rm", "-f", *ids], env=env, capture_output=True)
+        for net in ("compatnet", "compatnet2"):
+            subprocess.run([BERTH, "network", "rm", net], env=env, capture_output=True)
         log.close()
         subprocess.run(["umount", "-R", str(base / "data")], capture_output=True)
         subprocess.run(["umount", "-R", str(base / "exec")], capture_output=True)
@@ -117,9 +170,12 @@ def engines(busybox_image: Path):  # type: ignore[no-untyped-def]
 def test_same_script_same_results(engines) -> None:  # type: ignore[no-untyped-def]
     docker, berth, env = engines
     mismatches = []
-    for args, how in SCRIPT:
-        d = subprocess.run([*docker, *args], capture_output=True, text=True, timeout=120)
-        b = subprocess.run([*berth, *args], capture_output=True, text=True, timeout=120, env=env)
+    for args, how, *feed in SCRIPT:
+        stdin = {"input": feed[0]} if feed else {"stdin": subprocess.DEVNULL}
+        d = subprocess.run([*docker, *args], capture_output=True, text=True, timeout=120,
+                           **stdin)
+        b = subprocess.run([*berth, *args], capture_output=True, text=True, timeout=120, env=env,
+                           **stdin)
         where = " ".join(args)
         if (d.returncode == 0) != (b.returncode == 0) or (
                 d.returncode not in (0, 1, 125) and d.returncode != b.returncode):

@@ -6,11 +6,10 @@ our stdin to the container when it was started with -i. With a tty the user's
 terminal goes raw, window sizes follow, and the detach keys (docker's ctrl-p
 ctrl-q, `--detach-keys`) leave the container running; they are never sent.
 
-When our input ends: a non-tty container created with `create -i` (docker's
-StdinOnce) gets the end of its input too, and we stay until it exits; any
-other container keeps its stdin open for the next attach, and we return once
-its output has been quiet for a moment (docker returns at once and may lose
-the answer to what it sent).
+When our input ends, a non-tty container created with `create -i` (docker's
+StdinOnce) gets the end of its input too; any other keeps its stdin open for
+the next attach. Either way we stay, as docker does, until the container
+exits or the user detaches.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from berth.engine.errors import EngineError, InvalidOption
 from berth.engine.stdio import EOF, ERR, EXIT, INPUT, WINSIZE, frame, frames
 
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
-LINGER = 0.5  # seconds of quiet output after our input ended, before we return
 
 
 def parse_detach_keys(text: str) -> bytes:
@@ -128,7 +126,6 @@ def attach(root: str, cid: str, *, stdin: bool = True, start: bool = False,
     if tty and os.isatty(out_fd):
         old_winch = signal.signal(signal.SIGWINCH, lambda *_: resized.__setitem__(0, True))
     buf = bytearray()
-    deadline = None  # once our input has ended: when to stop waiting for more output
     raw = raw_terminal(in_fd) if tty and sending else contextlib.nullcontext()
     try:
         with raw:
@@ -139,13 +136,10 @@ def attach(root: str, cid: str, *, stdin: bool = True, start: bool = False,
                     if size:
                         sock.sendall(frame(WINSIZE, size))
                 watch: list[int] = [sock.fileno(), in_fd] if sending else [sock.fileno()]
-                timeout = 0.2 if deadline is None else max(0.0, deadline - _now())
-                try:
-                    ready, _, _ = select.select(watch, [], [], timeout)
+                try:  # a timeout, to notice window size changes
+                    ready, _, _ = select.select(watch, [], [], 0.2)
                 except InterruptedError:
                     continue
-                if deadline is not None and not ready and _now() >= deadline:
-                    return None  # our input ended and the container went quiet
                 if sock.fileno() in ready:
                     data = sock.recv(65536)
                     if not data:
@@ -155,15 +149,11 @@ def attach(root: str, cid: str, *, stdin: bool = True, start: bool = False,
                         if kind == EXIT:
                             return int(struct.unpack(">i", payload)[0])
                         _write(err_fd if kind == ERR else out_fd, payload)
-                    if deadline is not None:
-                        deadline = _now() + LINGER
                 if sending and in_fd in ready:
                     data = os.read(in_fd, 65536)
                     if not data:
                         sending = False
                         sock.sendall(frame(EOF))
-                        if tty or not reply.get("stdin_once"):
-                            deadline = _now() + LINGER
                         continue
                     data, detached = keys.feed(data)
                     if data:
@@ -174,11 +164,6 @@ def attach(root: str, cid: str, *, stdin: bool = True, start: bool = False,
         sock.close()
         if old_winch is not None:
             signal.signal(signal.SIGWINCH, old_winch)
-
-
-def _now() -> float:
-    import time
-    return time.monotonic()
 
 
 def _write(fd: int, data: bytes) -> None:

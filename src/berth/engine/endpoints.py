@@ -129,13 +129,16 @@ def settings(state: State, c: dict) -> dict:
     top: dict[str, object] = dict.fromkeys(("EndpointID", "Gateway", "GlobalIPv6Address",
                                             "IPAddress", "IPv6Gateway", "MacAddress"), "")
     top.update(GlobalIPv6PrefixLen=0, IPPrefixLen=0)
-    for name, cfg in endpoints_of(spec).items():
+    mode = spec.get("network", "none")
+    wanted = endpoints_of(spec) if bridged(mode) else \
+        {} if mode.startswith("container:") else {mode: {}}  # docker lists none and host
+    for name, cfg in wanted.items():
         try:
             net: dict | None = networks.get(state, name)
         except networks.NetworkNotFound:
             net = None
         key = net["Name"] if net else name
-        user = key != networks.DEFAULT
+        user = key not in (networks.DEFAULT, "none", "host")
         aliases = (list(cfg.get("aliases") or []) + [c["id"][:12]]) if user else None
         ipam = {"IPv4Address": cfg["ip"]} if cfg.get("ip") else None
         entry: dict[str, object] = {

@@ -11,6 +11,7 @@ import json
 import os
 import pty
 import select
+import signal
 import struct
 import subprocess
 import termios
@@ -92,19 +93,30 @@ def status(berth, name: str) -> str:  # type: ignore[no-untyped-def]  # noqa: F8
     return berth("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name).stdout.strip()
 
 
-def test_run_d_i_keeps_stdin_for_attach(berth) -> None:  # noqa: F811
-    berth("run", "-d", "-i", "--name", "cat1", "busybox", "cat")
-    p = berth("attach", "cat1", input="hi\n")
-    assert p.returncode == 0 and p.stdout == "hi\n"  # cat's echo, back through attach
-    assert berth("logs", "cat1").stdout == "hi\n"
-    # the end of that input was not the end of cat's: it still runs, for the next attach
-    assert status(berth, "cat1") == "running 0"
-    berth("attach", "cat1", input="again\n")
-    assert berth("logs", "cat1").stdout == "hi\nagain\n"
-    assert status(berth, "cat1") == "running 0"
-    # without -i a container has no stdin to attach to: input is not delivered
+def test_run_d_i_keeps_stdin_for_attach(berth, tmp_path: Path) -> None:  # noqa: F811
+    berth("run", "-d", "-i", "--name", "reader", "busybox", "sh", "-c",
+          'while read l; do echo got:$l; [ "$l" = quit ] && exit 4; done; echo eof; exit 9')
+    # attach, type a line, end our input: the container answers through attach, and its
+    # stdin stays open (run -d -i, docker's StdinOnce=false), so attach stays too
+    p = subprocess.Popen([BERTH, "attach", "--no-sig-proxy", "reader"], env=env_for(tmp_path),
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert p.stdin is not None and p.stdout is not None
+    p.stdin.write("one\n")
+    p.stdin.close()
+    assert p.stdout.readline() == "got:one\n"
+    time.sleep(0.5)
+    assert p.poll() is None and status(berth, "reader") == "running 0"
+    p.send_signal(signal.SIGINT)  # without the signal proxy: we leave, it stays
+    p.wait(timeout=10)
+    p.stdout.close()
+    assert status(berth, "reader") == "running 0"
+    # the next attach types into the same stdin; attach ends with the container, with its code
+    r = berth("attach", "reader", input="quit\n", check=False)
+    assert r.returncode == 4 and r.stdout == "got:quit\n"
+    assert berth("logs", "reader").stdout == "got:one\ngot:quit\n"  # never an "eof"
+    # without -i a container has no stdin to attach to: it read /dev/null's end at once
     berth("run", "-d", "--name", "noin", "busybox", "sh", "-c", "cat; echo cat-ended; sleep 60")
-    until(lambda: berth("logs", "noin").stdout == "cat-ended\n")  # /dev/null: EOF at once
+    until(lambda: berth("logs", "noin").stdout == "cat-ended\n")
 
 
 def test_create_i_then_start_a_i_feeds_and_ends_the_input(berth) -> None:  # noqa: F811
