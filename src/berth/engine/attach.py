@@ -142,8 +142,10 @@ def attach(root: str, cid: str, *, stdin: bool = True, start: bool = False,
                     continue
                 if sock.fileno() in ready:
                     data = sock.recv(65536)
-                    if not data:
-                        return None  # the supervisor went away: no exit code to give
+                    if not data:  # no exit code came: the supervisor went away
+                        raise EngineError("lost the connection to the supervisor (see "
+                                          f"{root}/run/supervisor.log): the container "
+                                          "may still be running")
                     buf += data
                     for kind, payload in frames(buf):
                         if kind == EXIT:

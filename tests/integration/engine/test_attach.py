@@ -199,3 +199,28 @@ def test_attach_to_a_foreground_container_is_refused(berth, tmp_path: Path) -> N
     finally:
         berth("rm", "-f", "fg")
         p.wait(timeout=20)
+
+
+def test_attach_ends_with_the_container_or_says_the_supervisor_is_gone(
+        berth, tmp_path: Path) -> None:  # noqa: F811
+    from tests.integration.engine.test_detached import supervisors
+    berth("run", "-d", "-i", "--name", "victim", "busybox", "cat")
+    p = subprocess.Popen([BERTH, "attach", "victim"], env=env_for(tmp_path),
+                         stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    berth("rm", "-f", "victim")  # killed under the attach: its exit code comes back
+    assert p.wait(timeout=15) == 137
+    assert p.stdin is not None and p.stderr is not None
+    p.stdin.close()
+    p.stderr.close()
+    berth("run", "-d", "-i", "--name", "orphan", "busybox", "cat")
+    p = subprocess.Popen([BERTH, "attach", "orphan"], env=env_for(tmp_path),
+                         stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    for pid in supervisors(tmp_path / "root"):
+        os.kill(pid, signal.SIGKILL)
+    assert p.wait(timeout=15) == 125
+    assert p.stderr is not None and "lost the connection to the supervisor" in p.stderr.read()
+    assert p.stdin is not None
+    p.stdin.close()
+    p.stderr.close()
