@@ -585,7 +585,7 @@ def attach(detach_keys: str, no_stdin: bool, sig_proxy: bool, ref: str) -> None:
 
     Output from now on; input when the container was started with -i; with -t a
     raw terminal, and the detach keys leave it running. Exits with the
-    container's exit code (0 after a detach).
+    container's exit code (1 after a detach, as docker).
     """
     from berth.engine import containers
     from berth.engine.errors import EngineError
@@ -601,7 +601,7 @@ def attach(detach_keys: str, no_stdin: bool, sig_proxy: bool, ref: str) -> None:
 
 def _attached(state, c: dict, stdin: bool, start: bool, detach_keys: str,
               sig_proxy: bool) -> int:
-    """attach and start -a: copy the container's stdio here; its exit code, 0 if we left."""
+    """attach and start -a: copy the container's stdio here; its exit code, 1 if we left."""
     import signal as _signal
 
     from berth.engine import attach as attaching
@@ -619,7 +619,10 @@ def _attached(state, c: dict, stdin: bool, start: bool, detach_keys: str,
             _signal.signal(s, forward)
     code = attaching.attach(state.root, c["id"], stdin=stdin and sys.stdin is not None,
                             start=start, detach_keys=detach_keys)
-    return 0 if code is None else code
+    if code is None:  # detached: docker says so and exits 1
+        click.echo("read escape sequence", err=True)
+        return 1
+    return code
 
 
 container.add_command(attach)
