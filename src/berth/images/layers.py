@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import stat
 import zlib
 
@@ -96,7 +95,8 @@ def unpack(store: Store, src: BinaryIO, media_type: str, digest: str | None,
         if blob_path is not None:
             fd = os.open(blob_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
-            got = unpack_into(src.read, compression, root, fd, what)
+            got = unpack_into(src.read, compression, root, fd, what, digest,
+                              verified=digest is not None or diff_id is not None)
             if fd >= 0:
                 os.fsync(fd)
         finally:
@@ -107,6 +107,7 @@ def unpack(store: Store, src: BinaryIO, media_type: str, digest: str | None,
             store.commit_blob(blob_path, got.blob)
             store.note_layer_blob(got.diff_id, got.blob, media_type)
     except BaseException:
+        import shutil
         if blob_path is not None:
             remove_quietly(blob_path)
         shutil.rmtree(work, ignore_errors=True)
@@ -129,7 +130,8 @@ def remove_quietly(path: str) -> None:
 class _Source:
     """The compressed stream read once: hashed, written to the blob's fd, decompressed."""
 
-    def __init__(self, read: Callable[[int], bytes], compression: str, blob_fd: int) -> None:
+    def __init__(self, read: Callable[[int], bytes], compression: str, blob_fd: int,
+                 verified: bool) -> None:
         self.read = read
         self.blob_fd = blob_fd
         self.blob_hash = hashlib.sha256()
@@ -137,7 +139,7 @@ class _Source:
         self.plain = compression == "none"
         self.tar_hash = self.blob_hash if self.plain else hashlib.sha256()
         if compression == "gzip":
-            self.chunks = _gunzip(self.raw)
+            self.chunks = _gunzip_unchecked(self.raw) if verified else _gunzip(self.raw)
         elif compression == "zstd":
             self.chunks = _unzstd(self.raw)
         elif compression == "none":
@@ -166,11 +168,71 @@ class _Source:
     def finish(self) -> None:
         while self.next():
             pass
-        while self.raw():  # whatever a decompressor left unread still counts for the digest
+        self.rest()
+
+    def rest(self) -> None:
+        """Read (and hash) what is left: what a decompressor left unread counts too."""
+        while self.raw():
             pass
 
 
+class _Ahead:
+    """_Source.next() run ahead in a thread: read, hash, keep and decompress on one core
+    while the tar is parsed and written out on another (zlib, hashlib and the syscalls
+    release the GIL). Chunks, the end (b"") or the thread's exception come through a
+    short queue."""
+
+    DEPTH = 4
+
+    def __init__(self, src: _Source) -> None:
+        import queue
+        import threading
+
+        self.src = src
+        self.queue: queue.Queue[bytes | BaseException] = queue.Queue(self.DEPTH)
+        self.full = queue.Full
+        self.stopping = False
+        self.ended = False
+        self.thread = threading.Thread(target=self._run, name="berth-unpack-ahead",
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self.stopping:
+                out = self.src.next()
+                self._put(out)
+                if not out:
+                    return
+        except BaseException as e:
+            self._put(e)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self.stopping:
+            try:
+                self.queue.put(item, timeout=0.2)
+                return
+            except self.full:
+                continue
+
+    def next(self) -> bytes:
+        if self.ended:
+            return b""
+        item = self.queue.get()
+        if isinstance(item, BaseException):
+            self.ended = True
+            raise item
+        self.ended = not item
+        return item
+
+    def stop(self) -> None:
+        """Stop the thread (it may be waiting for room in the queue) and wait for it."""
+        self.stopping = True
+        self.thread.join()
+
+
 def _gunzip(raw: Callable[[], bytes]) -> Iterator[bytes]:
+    """gzip (concatenated members too), with zlib checking each member's CRC-32."""
     d = zlib.decompressobj(wbits=47)
     while data := raw():
         if d.eof:  # the member before ended with its chunk: another one follows
@@ -189,6 +251,65 @@ def _gunzip(raw: Callable[[], bytes]) -> Iterator[bytes]:
         raise zlib.error("unexpected end of data (truncated)")
 
 
+def _gunzip_unchecked(raw: Callable[[], bytes]) -> Iterator[bytes]:
+    """gzip as raw deflate, headers and trailers parsed here: no CRC-32 of the output.
+
+    For callers that verify the blob's or the tar's sha256 anyway, which the
+    CRC adds nothing to; computing it cost about a tenth of a pull's CPU.
+    """
+    pending = raw()
+    while True:
+        while (start := _gzip_header(pending)) is None:
+            more = raw()
+            if not more:
+                raise zlib.error("unexpected end of data (truncated gzip header)")
+            pending += more
+        d = zlib.decompressobj(wbits=-15)
+        data, size = pending[start:], 0
+        while not d.eof:
+            if not data and not (data := raw()):
+                raise zlib.error("unexpected end of data (truncated)")
+            out = d.decompress(data, OUT)
+            if out:
+                size += len(out)
+                yield out
+            data = d.unconsumed_tail
+        rest = d.unused_data
+        while len(rest) < 8:  # CRC-32 and ISIZE
+            if not (more := raw()):
+                raise zlib.error("unexpected end of data (truncated gzip trailer)")
+            rest += more
+        if int.from_bytes(rest[4:8], "little") != size & 0xFFFFFFFF:
+            raise zlib.error("incorrect length check")
+        pending = rest[8:] or raw()
+        if not pending:
+            return
+
+
+def _gzip_header(b: bytes) -> int | None:
+    """The length of the gzip member header at the start of `b` (None: more bytes needed)."""
+    if b[:3] != b"\x1f\x8b\x08"[:len(b)] or (len(b) > 3 and b[3] & 0xE0):
+        raise zlib.error("incorrect header check")
+    if len(b) > 1 << 20:
+        raise zlib.error("gzip header too long")
+    if len(b) < 10:
+        return None
+    flags, pos = b[3], 10
+    if flags & 4:  # FEXTRA
+        if len(b) < 12:
+            return None
+        pos = 12 + int.from_bytes(b[10:12], "little")
+    for bit in (8, 16):  # FNAME, FCOMMENT: zero-terminated
+        if flags & bit:
+            end = b.find(b"\0", pos)
+            if end < 0:
+                return None
+            pos = end + 1
+    if flags & 2:  # FHCRC
+        pos += 2
+    return pos if len(b) >= pos else None
+
+
 def _unzstd(raw: Callable[[], bytes]) -> Iterator[bytes]:
     import zstandard
 
@@ -203,26 +324,53 @@ def _unzstd(raw: Callable[[], bytes]) -> Iterator[bytes]:
 
 
 def unpack_into(read: Callable[[int], bytes], compression: str, root: str, blob_fd: int,
-                what: str = "layer") -> Unpacked:
+                what: str = "layer", digest: str | None = None,
+                verified: bool = False) -> Unpacked:
     """Unpack a layer stream into the directory `root`, the compressed bytes into `blob_fd`
-    (-1: not kept); return what was found. Nothing is verified against expectations here."""
-    src = _Source(read, compression, blob_fd)
+    (-1: not kept); return what was found, for the caller to check.
+
+    `digest`, the blob's expected digest, is only used when the data turns out
+    damaged: the rest of the stream is then hashed, so that a blob that is not
+    the one named fails as a DigestMismatch (the cause) rather than as the
+    damage it shows. `verified`: the caller checks the blob's or the tar's
+    digest, so gzip's CRC-32 is not computed.
+    """
+    src = _Source(read, compression, blob_fd, verified)
+    ahead = _Ahead(src)
     try:
-        tar = TarReader(src.next)
+        tar = TarReader(ahead.next)
         size = extract(tar, root)
-        src.finish()
-    except NotTar as e:
-        raise ImageFailure(f"{what} is not a tar archive: {e}") from None
-    except TarError as e:
-        raise ImageFailure(f"{what}: the tar is damaged: {e}") from None
-    except zlib.error as e:
-        raise ImageFailure(f"{what}: corrupt gzip data: {e}") from None
+        tar.drain()
     except Exception as e:
-        if type(e).__name__ == "ZstdError":
-            raise ImageFailure(f"{what}: corrupt zstd data: {e}") from None
+        ahead.stop()
+        damage = _damage(e, what, compression)
+        if damage is None:
+            raise
+        if digest is not None:
+            src.blob_fd = -1
+            src.rest()
+            got = "sha256:" + src.blob_hash.hexdigest()
+            if got != digest:
+                raise DigestMismatch(what, digest, got) from None
+        raise damage from None
+    except BaseException:
+        ahead.stop()
         raise
+    ahead.stop()
+    src.rest()
     return Unpacked("sha256:" + src.blob_hash.hexdigest(), src.blob_size,
                     "sha256:" + src.tar_hash.hexdigest(), size)
+
+
+def _damage(e: Exception, what: str, compression: str) -> ImageFailure | None:
+    """The ImageFailure for damaged data (not a tar, a bad header, corrupt compression)."""
+    if isinstance(e, NotTar):
+        return ImageFailure(f"{what} is not a tar archive: {e}")
+    if isinstance(e, TarError):
+        return ImageFailure(f"{what}: the tar is damaged: {e}")
+    if isinstance(e, zlib.error) or type(e).__name__ == "ZstdError":
+        return ImageFailure(f"{what}: corrupt {compression} data: {e}")
+    return None
 
 
 # --- extraction ---------------------------------------------------------------------------
@@ -284,6 +432,7 @@ class _Extractor:
             return
         self.known.clear()  # a directory may be gone: check again from now on
         if stat.S_ISDIR(st.st_mode):
+            import shutil  # here: its import (re, fnmatch) would slow every worker's start
             shutil.rmtree(path)
         else:
             os.unlink(path)

@@ -282,6 +282,8 @@ def _answer(what: str, out: bytes, err: bytes, rc: int | None) -> layers.Unpacke
                            f"{' '.join(tail) or 'no message'}") from None
     if "error" in doc:
         from berth.images import errors
+        if doc["error"] == "DigestMismatch":
+            raise errors.DigestMismatch(what, doc["expected"], doc["actual"])
         cls = getattr(errors, doc["error"], None) if doc["error"] else None
         if cls not in (errors.UnsafeLayer, errors.ArchiveError):
             cls = ImageFailure

@@ -277,6 +277,8 @@ class TarReader:
             pax = {**self._globals, **pax}
         if pax:
             size = self._apply_pax(e, pax, size)
+        if kind == b"5":
+            e.name = e.name.rstrip(b"/")  # as tarfile: "etc/" is "etc"
         if kind == b"S":
             raise TarError(f"entry {os.fsdecode(e.name)!r} is a sparse file: not supported")
         if size < 0:

@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
     """argv: compression, layer directory, blob temp file, digest (for messages)."""
     compression, root, blob_path, digest = argv
     from berth.images import layers
-    from berth.images.errors import ImageFailure
+    from berth.images.errors import DigestMismatch, ImageFailure
     from berth.oci import jsonfast
 
     out: dict
@@ -30,12 +30,15 @@ def main(argv: list[str]) -> int:
         fd = os.open(blob_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             got = layers.unpack_into(lambda n: os.read(0, n), compression, root, fd,
-                                     f"layer {digest}")
+                                     f"layer {digest}", digest, verified=True)  # by the parent
             os.fsync(fd)
         finally:
             os.close(fd)
         out = {"blob": got.blob, "blob_size": got.blob_size, "diff_id": got.diff_id,
                "size": got.size}
+    except DigestMismatch as e:
+        out = {"error": "DigestMismatch", "message": str(e), "expected": e.expected,
+               "actual": e.actual}
     except ImageFailure as e:
         out = {"error": type(e).__name__, "message": str(e)}
     except Exception as e:  # e.g. ENOSPC: the parent turns it into an ImageFailure

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 from pathlib import Path
@@ -80,6 +81,11 @@ def test_unpack_keeps_modes_links_and_verifies_both_digests(store: Store) -> Non
     ([("link", "sym", "../.."), ("link/evil", "file", "x")], "through the symlink"),
     ([("hard", "link", "../../etc/passwd")], "contains '..'"),
     ([("hard", "link", "/etc/passwd")], "not in the layer"),
+    # a directory replaced by a symlink: what was known of it must be forgotten
+    ([("a", "dir", None), ("a/f", "file", "x"), ("a", "sym", "/tmp"), ("a/evil", "file", "x")],
+     "through the symlink"),
+    ([("d", "dir", None), ("d/.wh...", "file", "")], "whiteout of '..'"),
+    ([(".wh.", "file", "")], "whiteout of ''"),
 ])
 def test_layers_that_write_outside_are_refused(store: Store, tmp_path: Path, entries: list,
                                                words: str) -> None:
@@ -90,6 +96,59 @@ def test_layers_that_write_outside_are_refused(store: Store, tmp_path: Path, ent
     assert not store.db.execute("SELECT * FROM layers").fetchall()
     assert set(os.listdir("/tmp")) - before <= {p.name for p in tmp_path.parents}
     assert not Path("/tmp/evil").exists() and not (tmp_path / "evil").exists()
+
+
+def test_names_modes_xattrs_and_special_files_are_kept(store: Store) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        def add(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", **kw) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.mtime, info.mode = kind, 1_000_000, 0o644
+            for k, v in kw.items():
+                setattr(info, k, v)
+            info.size = len(data) if kind == tarfile.REGTYPE else 0
+            tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+        add("ro", tarfile.DIRTYPE, mode=0o555)
+        add("ro/inside", data=b"i")  # written before the directory becomes read-only
+        add("suid", data=b"#!", mode=0o4755, uid=1000, gid=1000)
+        add("not-utf8-\udcff", data=b"n")
+        add("noted", data=b"x", pax_headers={"SCHILY.xattr.user.note": "hi",
+                                             "SCHILY.xattr.trusted.overlay.opaque": "y"})
+        add("fifo", tarfile.FIFOTYPE, mode=0o640)
+        add("null", tarfile.CHRTYPE, devmajor=1, devminor=3, mode=0o666)
+        add("again", data=b"first")
+        add("again", data=b"second")  # a later entry replaces an earlier one
+    data = buf.getvalue()
+    _, diff_id, size = unpack_bytes(store, data)
+    root = Path(store.layer_dir(diff_id)) / "diff"
+    assert (root / "ro/inside").read_bytes() == b"i"
+    assert stat.S_IMODE((root / "ro").stat().st_mode) == 0o555
+    assert (root / "ro").stat().st_mtime == 1_000_000
+    st = (root / "suid").stat()
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o4755, 1000, 1000)
+    assert os.path.exists(os.path.join(os.fsencode(root), b"not-utf8-\xff"))
+    assert os.getxattr(root / "noted", "user.note") == b"hi"
+    assert "trusted.overlay.opaque" not in os.listxattr(root / "noted")
+    assert stat.S_ISFIFO((root / "fifo").lstat().st_mode)
+    assert os.major((root / "null").lstat().st_rdev) == 1
+    assert (root / "again").read_bytes() == b"second"
+    assert size == len(b"i#!nxfirstsecond")
+
+
+def test_damaged_data_is_named_as_such_and_a_wrong_blob_as_a_digest_mismatch(
+        store: Store) -> None:
+    data = bytearray(make_tar([("f", "file", "payload" * 1000)]))
+    data[100] ^= 0xFF  # the header's mode field: a bad checksum
+    blob = gzip.compress(bytes(data))
+    with pytest.raises(ImageFailure, match="is not a tar archive: bad header checksum"):
+        layers.unpack(store, io.BytesIO(blob), oci.OCI_LAYER_GZIP, oci.sha256(blob),
+                      oci.sha256(bytes(data)), None, len(blob))
+    # the same damage in a blob that is not the one named: the cause is the digest
+    with pytest.raises(DigestMismatch):
+        layers.unpack(store, io.BytesIO(blob), oci.OCI_LAYER_GZIP, oci.sha256(b"other"),
+                      oci.sha256(bytes(data)), None, len(blob))
+    assert os.listdir(store.tmp) == []
+    assert os.listdir(store.blobs) == []
 
 
 def test_absolute_names_land_inside_the_layer(store: Store) -> None:

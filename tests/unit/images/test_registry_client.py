@@ -92,6 +92,7 @@ class FakeRegistry:
         self.range_requests: list[str] = []
         self.short_content_length = False
         self.stall = 0.0  # seconds a cut blob waits before the connection drops
+        self.hold: asyncio.Event | None = None  # or: until this is set
         self.port = 0
 
     def add_image(self, repo_tag: str, files: dict[str, bytes],
@@ -188,7 +189,10 @@ class FakeRegistry:
         if self.cut_after is not None and self.cuts_left > 0 and len(body) > self.cut_after:
             self.cuts_left -= 1
             await resp.write(body[: self.cut_after])
-            await asyncio.sleep(self.stall)
+            if self.hold is not None:
+                await self.hold.wait()
+            else:
+                await asyncio.sleep(self.stall)
             assert request.transport is not None
             request.transport.close()
             return resp
@@ -395,6 +399,92 @@ def test_one_bad_layer_stops_the_others_and_leaves_nothing_half_done(store: Stor
             with pytest.raises(ImageFailure, match="digest mismatch|corrupt gzip|not a tar") as e:
                 await pull_async(store, f"{fake.host}/a/b:1")
             assert not isinstance(e.value, PullCancelled)  # the cause, not its echo
+            assert workers() == []  # every unpack worker killed and reaped
+    run(main())
+    clean(store)
+
+
+def workers() -> list:
+    """This process's unpack workers still alive (reaped ones are gone from the table)."""
+    import psutil
+
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "berth.images.unpack_worker" in " ".join(p.cmdline()):
+                found.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def test_a_worker_that_dies_is_a_clear_error(store: Store,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from berth.images import pull as pulling
+    monkeypatch.setattr(pulling, "WORKER", "import sys\n# berth.images.unpack_worker\n"
+                                           "sys.stderr.write('boom\\n'); sys.exit(3)\n")
+
+    async def main() -> None:
+        async with FakeRegistry() as fake:
+            fake.add_image("a/b:1", {"f": os.urandom(300_000)})
+            with pytest.raises(ImageFailure, match=r"unpack worker failed \(status 3\): boom"):
+                await pull_async(store, f"{fake.host}/a/b:1")
+            assert workers() == []
+    run(main())
+    clean(store)
+    assert os.listdir(store.blobs) == []
+
+
+def test_a_stuck_worker_is_killed_when_another_layer_fails(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers of the big layers never read their stdin (the download blocks on a full pipe):
+    the bad small layer's failure must still end the pull, killing them."""
+    from berth.images import pull as pulling
+    stuck = ("import sys, time\n# berth.images.unpack_worker\n"
+             "if sys.argv[-1] in {digests!r}: time.sleep(120)\n" + pulling.WORKER)
+
+    async def main() -> None:
+        async with FakeRegistry() as fake:
+            _, first = fake.add_image("a/b:1", {"small": b"s" * 1000},
+                                      more_layers=tuple({f"big{i}": os.urandom(3_000_000)}
+                                                        for i in range(2)))
+            big = {d for d, b in fake.blobs.items() if len(b) > 1_000_000}
+            monkeypatch.setattr(pulling, "WORKER", stuck.format(digests=big))
+            fake.blobs[oci.sha256(first)] = first[:-8] + b"\0" * 8  # a bad gzip trailer
+            with pytest.raises(ImageFailure, match="digest mismatch|corrupt gzip") as e:
+                await pull_async(store, f"{fake.host}/a/b:1")
+            assert not isinstance(e.value, PullCancelled)
+            assert workers() == []
+    run(main())
+    clean(store)
+
+
+def test_cancelling_a_pull_kills_its_workers_and_removes_their_files(store: Store) -> None:
+    async def main() -> None:
+        async with FakeRegistry() as fake:
+            fake.add_image("a/b:1", {"big": os.urandom(400_000)},
+                           more_layers=({"big2": os.urandom(400_000)},))
+            fake.cut_after, fake.cuts_left, fake.hold = 100_000, 2, asyncio.Event()  # mid-blob
+            task = asyncio.create_task(pull_async(store, f"{fake.host}/a/b:1"))
+            while len(workers()) < 2 or not os.listdir(store.tmp):
+                await asyncio.sleep(0.02)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert workers() == []
+            fake.hold.set()
+    run(main())
+    clean(store)
+
+
+def test_an_unsafe_layer_is_refused_as_unsafe_through_the_worker(store: Store) -> None:
+    from berth.images.errors import UnsafeLayer
+
+    async def main() -> None:
+        async with FakeRegistry() as fake:
+            fake.add_image("a/b:1", {"../escape": b"x"})
+            with pytest.raises(UnsafeLayer, match="contains '..': refused"):
+                await pull_async(store, f"{fake.host}/a/b:1")
     run(main())
     clean(store)
 
