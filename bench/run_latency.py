@@ -97,6 +97,7 @@ def main() -> int:
             daemon.terminate()
             daemon.wait(timeout=30)
         log.close()
+        subprocess.run([berth, "system", "reset", "-f"], env=env, capture_output=True)
         subprocess.run([*podman, "rm", "-af"], capture_output=True)
         subprocess.run([*podman, "system", "reset", "--force"], capture_output=True)
         for d in ("p", "d", "de"):
