@@ -31,6 +31,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def teardown_bridges(root: Path) -> None:
+    """Remove the bridges and nftables rules of every network of a berth root.
+
+    berth keeps a network's bridge after its last container leaves (as docker keeps
+    docker0); a test's root goes with its tmp_path, so its bridges must go first.
+    """
+    from berth.engine import networks
+    from berth.engine.state import State
+    state = State(str(root))
+    try:
+        for name in networks.names(state):
+            networks.teardown(state, name)
+    finally:
+        state.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_bridges_left(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """After each test that had a tmp_path: tear down the bridges of berth roots in it."""
+    tmp = request.getfixturevalue("tmp_path") if os.geteuid() == 0 and \
+        "tmp_path" in request.fixturenames else None  # now: it is torn down before us
+    yield
+    if tmp is None:
+        return
+    for pattern in ("engine.db", "*/engine.db", "*/*/engine.db"):
+        for db in tmp.glob(pattern):
+            teardown_bridges(db.parent)
+
+
 @pytest.fixture(scope="session")
 def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The busybox image directory (oci/ layout and rootfs/), built once if not given."""

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import teardown_bridges
+
 pytestmark = [pytest.mark.e2e, pytest.mark.root,
               pytest.mark.skipif(shutil.which("dockerd") is None or shutil.which("docker") is None,
                                  reason="dockerd and the docker CLI are needed")]
@@ -161,6 +163,7 @@ def engines(busybox_image: Path):  # type: ignore[no-untyped-def]
             subprocess.run([BERTH, "rm", "-f", *ids], env=env, capture_output=True)
         for net in ("compatnet", "compatnet2"):
             subprocess.run([BERTH, "network", "rm", net], env=env, capture_output=True)
+        teardown_bridges(base / "berth")  # the default bridge stays after its last container
         log.close()
         subprocess.run(["umount", "-R", str(base / "data")], capture_output=True)
         subprocess.run(["umount", "-R", str(base / "exec")], capture_output=True)

@@ -219,7 +219,7 @@ def run(kw: dict) -> int:
             126 if msg.startswith("exec:") else 125
     finally:
         if kw["remove"]:
-            containers.remove(state, cid, force=True, volumes=True)
+            containers.remove(state, cid, force=True, volumes=True, owned=True)
 
 
 def fast_main(argv: list[str]) -> int:

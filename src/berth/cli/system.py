@@ -164,7 +164,8 @@ def df(fmt: str | None) -> None:
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
 @handled
 def prune(all_: bool, volumes: bool, force: bool) -> None:
-    """Remove stopped containers, unused images (dangling; with -a all) and their layers."""
+    """Remove stopped containers, unused images (dangling; with -a all) and their layers,
+    and the bridges (with their rules) of networks no container uses."""
     from berth.engine import containers
     from berth.engine import volumes as vol
     if not force and sys.stdin.isatty():
@@ -186,8 +187,10 @@ def prune(all_: bool, volumes: bool, force: bool) -> None:
                 vol.remove(state.root, n, in_use)
                 removed_v.append(n)
     _, freed = store.prune()
+    from berth.engine import networks
+    removed_n = networks.prune_bridges(state)  # their networks stay, to be used again
     for title, items in (("Deleted Containers", removed_c), ("Deleted Images", removed_i),
-                         ("Deleted Volumes", removed_v)):
+                         ("Deleted Volumes", removed_v), ("Deleted Bridges", removed_n)):
         if items:
             click.echo(f"{title}:\n" + "".join(f"{i}\n" for i in items))
     click.echo(f"Total reclaimed space: {human_size(freed)}")
@@ -212,6 +215,7 @@ def reset(force: bool) -> None:
     for name in networks.names(state):
         if name != networks.DEFAULT:
             networks.remove(state, name)
+    networks.teardown(state, networks.DEFAULT)
     for name in vol.names(state.root):
         vol.remove(state.root, name, set())
     for img in list(store.images()):

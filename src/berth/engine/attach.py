@@ -75,7 +75,7 @@ def connect(root: str, cid: str, stdin: bool, start: bool) -> tuple[socket.socke
     import json
 
     from berth.engine.client import request
-    from berth.engine.supervisor import socket_path
+    from berth.engine.rundir import socket_path
     request(root, {"op": "ping"})  # a supervisor is up (started if none was)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:

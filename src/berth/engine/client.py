@@ -10,7 +10,8 @@ import sys
 import time
 
 from berth.engine.errors import EngineError
-from berth.engine.supervisor import read_line, socket_path
+from berth.engine.rundir import socket_path
+from berth.engine.supervisor import read_line
 
 
 def _send(path: str, req: dict, timeout: float) -> dict:

@@ -276,7 +276,7 @@ def stop(state: State, ref: str, timeout: float | None = None, sig: int | None =
     if c["status"] != "running":
         return c["name"]
     from berth.engine.client import request
-    from berth.engine.supervisor import socket_path
+    from berth.engine.rundir import socket_path
     if os.path.exists(socket_path(state.root)):
         try:
             request(state.root, {"op": "stop", "id": c["id"], "timeout": timeout, "signal": sig},
@@ -328,7 +328,7 @@ def refresh(state: State, c: dict) -> dict:
     except RtNotFound:
         alive = False
     if not alive:
-        from berth.engine.supervisor import alive as supervisor_alive
+        from berth.engine.rundir import alive as supervisor_alive
         if c["supervised"] and supervisor_alive(state.root):
             return c  # the supervisor is reaping it and will record the exit code
         state.update(c["id"], status="exited", pid=0, finished=time.time())
@@ -341,12 +341,14 @@ def list_containers(state: State, all_: bool = False) -> list[dict]:
     return out if all_ else [c for c in out if c["status"] == "running"]
 
 
-def remove(state: State, ref: str, force: bool = False, volumes: bool = False) -> str:
+def remove(state: State, ref: str, force: bool = False, volumes: bool = False,
+           owned: bool = False) -> str:
     """Delete a container and everything it left (snapshot, bundle, runtime state);
-    with `volumes`, its anonymous volumes too."""
+    with `volumes`, its anonymous volumes too. `owned`: the caller ran it in the
+    foreground (run --rm), so no supervisor can be starting it."""
     c = state.get(ref)
-    from berth.engine.supervisor import alive
-    if alive(state.root):
+    from berth.engine.rundir import alive
+    if not owned and alive(state.root):
         # the supervisor serves one request at a time: once it answers, a start it was
         # given (by a CLI killed since, say) is finished, and the record says so
         from berth.engine.client import request

@@ -5,9 +5,12 @@ from 10.89.0.0/16 that no host route uses yet, a bridge holding the gateway
 address, and berth's own nftables table (`ip berth`) masquerading what leaves
 it. A container gets the lowest free address, a veth whose peer is created
 directly inside its network namespace as eth0, and /etc/hosts entries for the
-containers already on its network. A bridge exists only while a container uses
-it: the last one out removes it (and the nftables table when no bridge is
-left), so nothing of berth stays on the host's network when nothing runs.
+containers already on its network. A bridge is made when the first container
+joins its network and stays, with its rules, as docker0 does: making and
+removing it (and its nftables rules, two `nft` processes) around every lone
+container cost ~130 ms a `berth run`. `network rm` takes a user network's
+bridge with it; `system prune` the bridges no container uses, and `system
+reset` all of them.
 
 A container may be on several networks (engine/endpoints.py: `network
 connect`): its first endpoint is eth0 with the default route and the
@@ -19,8 +22,6 @@ Not yet: IPv6.
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
 import os
 import time
 
@@ -45,7 +46,24 @@ CREATE TABLE IF NOT EXISTS endpoints (
 );
 """
 DEFAULT = "bridge"
-POOL = ipaddress.ip_network("10.89.0.0/16")
+POOL = "10.89.0.0/16"
+# (ipaddress and hashlib are imported where they are needed: `berth run` on the default
+# bridge needs neither, and they cost it ~5 ms)
+
+
+def _ip(text: str) -> int:
+    a, b, c, d = (int(x) for x in text.split("."))
+    return a << 24 | b << 16 | c << 8 | d
+
+
+def _dotted(n: int) -> str:
+    return f"{n >> 24}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+
+
+def _subnet(cidr: str) -> tuple[int, int]:
+    """(first address, prefix length) of a network in CIDR form, as berth stored it."""
+    addr, _, plen = cidr.partition("/")
+    return _ip(addr), int(plen)
 
 
 class NetworkNotFound(EngineError):
@@ -68,10 +86,15 @@ def _db(state: State):
 def bridge_name(state: State, name: str) -> str:
     if name == DEFAULT and state.root == "/var/lib/berth":
         return "berth0"
-    return "bb-" + hashlib.sha256(f"{state.root}\0{name}".encode()).hexdigest()[:10]
+    try:  # Python's own sha256, built in: hashlib loads OpenSSL first (~3 ms)
+        from _sha256 import sha256
+    except ImportError:  # Python >= 3.12 names it _sha2
+        from hashlib import sha256
+    return "bb-" + sha256(f"{state.root}\0{name}".encode()).hexdigest()[:10]
 
 
-def _host_routes() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def _host_routes() -> list:
+    import ipaddress
     out = []
     with open("/proc/net/route") as f:
         next(f)
@@ -86,9 +109,10 @@ def _host_routes() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
 
 
 def _free_subnet(state: State) -> str:
+    import ipaddress
     taken = _host_routes() + [ipaddress.ip_network(r[0]) for r in
                               _db(state).execute("SELECT subnet FROM networks")]
-    for sub in POOL.subnets(new_prefix=24):
+    for sub in ipaddress.ip_network(POOL).subnets(new_prefix=24):
         if not any(sub.overlaps(t) for t in taken):
             return str(sub)
     raise EngineError("no free /24 left in 10.89.0.0/16 for a new network")
@@ -102,6 +126,7 @@ def create(state: State, name: str, subnet: str | None = None) -> dict:
     if db.execute("SELECT 1 FROM networks WHERE name=?", (name,)).fetchone():
         raise EngineError(f"network with name {name} already exists")
     if subnet:
+        import ipaddress
         try:
             net = ipaddress.ip_network(subnet)
         except ValueError:
@@ -109,6 +134,7 @@ def create(state: State, name: str, subnet: str | None = None) -> dict:
         if net.version != 4 or net.prefixlen > 30:
             raise InvalidOption(f"subnet {subnet}: an IPv4 network of /30 or larger is needed")
         subnet = str(net)
+    import hashlib
     db.execute("INSERT INTO networks VALUES (?,?,?,?)",
                (name, hashlib.sha256(f"{name}{time.time()}".encode()).hexdigest(),
                 subnet or _free_subnet(state), time.time()))
@@ -122,8 +148,8 @@ def get(state: State, name: str) -> dict:
         if name == DEFAULT:
             return create(state, DEFAULT)
         raise NetworkNotFound(name)
-    net = ipaddress.ip_network(row[2])
-    return {"Name": row[0], "Id": row[1], "Subnet": row[2], "Gateway": str(net[1]),
+    return {"Name": row[0], "Id": row[1], "Subnet": row[2],
+            "Gateway": _dotted(_subnet(row[2])[0] + 1),
             "Bridge": bridge_name(state, row[0]), "Created": row[3],
             "Containers": [r[0] for r in _db(state).execute(
                 "SELECT container FROM endpoints WHERE network=?", (row[0],))]}
@@ -135,12 +161,35 @@ def names(state: State) -> list[str]:
 
 
 def remove(state: State, name: str) -> None:
+    """Remove a user network, its bridge and its rules (not while containers use it)."""
     if name == DEFAULT:
         raise EngineError("bridge is a pre-defined network and cannot be removed")
     net = get(state, name)
     if net["Containers"]:
         raise EngineError(f"network {name} has active endpoints")
-    _db(state).execute("DELETE FROM networks WHERE name=?", (name,))
+    teardown(state, net["Name"])
+    _db(state).execute("DELETE FROM networks WHERE name=?", (net["Name"],))
+
+
+def teardown(state: State, name: str) -> bool:
+    """Remove a network's bridge and nftables rules if they are there (the network
+    stays: the next container to join makes them again). Return whether anything was."""
+    from berth.engine.netlink import Netlink
+    br = bridge_name(state, name)
+    with Netlink() as nl:
+        if not nl.exists(br):
+            return False
+        nl.delete(br)
+    _nft_remove(state, name)
+    return True
+
+
+def prune_bridges(state: State) -> list[str]:
+    """Tear down the bridges no container uses (`system prune`); return their networks."""
+    db = _db(state)
+    used = {r[0] for r in db.execute("SELECT DISTINCT network FROM endpoints")}
+    return [n for (n,) in db.execute("SELECT name FROM networks").fetchall()
+            if n not in used and teardown(state, n)]
 
 
 # --- containers -----------------------------------------------------------------
@@ -156,7 +205,6 @@ def allocate(state: State, cid: str, name: str, ip: str | None = None,
                      "network=?", (cid, net["Name"])).fetchone()
     if row:
         return {**net, "IP": row[0], "IfName": row[1], "Aliases": json.loads(row[2])}
-    subnet = ipaddress.ip_network(net["Subnet"])
     used = {r[0] for r in db.execute("SELECT ip FROM endpoints WHERE network=?",
                                      (net["Name"],))}
     if ip is not None:
@@ -165,10 +213,12 @@ def allocate(state: State, cid: str, name: str, ip: str | None = None,
             raise EngineError(f"address {ip} is already in use on network {net['Name']}")
         free = [ip]
     else:
-        free = [str(h) for h in list(subnet.hosts())[1:] if str(h) not in used][:1]
+        first, plen = _subnet(net["Subnet"])
+        hosts = (_dotted(first + i) for i in range(2, (1 << (32 - plen)) - 1))  # after gw
+        free = [h for h in hosts if h not in used][:1]
     if not free:
         raise EngineError(f"network {name} has no free address left")
-    import sqlite3
+    import _sqlite3 as sqlite3
     try:
         db.execute("INSERT INTO endpoints VALUES (?,?,?,?,?)", (cid, net["Name"], free[0], ifname,
                                                                 json.dumps(aliases or [])))
@@ -180,6 +230,7 @@ def allocate(state: State, cid: str, name: str, ip: str | None = None,
 
 def check_ip(net: dict, ip: str) -> None:
     """An address a container may be given on `net` (not its gateway, network or broadcast)."""
+    import ipaddress
     try:
         addr = ipaddress.IPv4Address(ip)
     except ValueError:
@@ -214,12 +265,13 @@ def attach(state: State, cid: str, pid: int, name: str, primary: bool = True,
 
     ep = allocate(state, cid, name, ip, aliases, ifname)
     ifname = ep["IfName"]
-    prefix = ipaddress.ip_network(ep["Subnet"]).prefixlen
+    prefix = _subnet(ep["Subnet"])[1]
     outside = host_end(cid, ifname)
     mac = "02:42:" + ":".join(f"{int(b):02x}" for b in ep["IP"].split("."))
+    made_bridge = False
     try:
         with Netlink() as nl:
-            _ensure_bridge(nl, ep)
+            made_bridge = _ensure_bridge(nl, ep)
             if nl.exists(outside):
                 nl.delete(outside)
             fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -243,6 +295,9 @@ def attach(state: State, cid: str, pid: int, name: str, primary: bool = True,
             publish(state, cid, ep["IP"])
     except BaseException:
         unplug(state, cid, ep["Name"])
+        if made_bridge and not _db(state).execute("SELECT 1 FROM endpoints WHERE network=?",
+                                                  (ep["Name"],)).fetchone():
+            teardown(state, ep["Name"])  # made for this container alone: undo it too
         raise
     return {**ep, "MacAddress": mac}
 
@@ -271,7 +326,7 @@ def publish(state: State, cid: str, ip: str) -> None:
 
 
 def detach(state: State, cid: str) -> None:
-    """Unplug a container from every network; a bridge nobody uses any more goes away."""
+    """Unplug a container from every network (its bridges stay for the next one)."""
     _unplug(state, cid, None)
 
 
@@ -289,6 +344,8 @@ def _unplug(state: State, cid: str, only: str | None) -> None:
         published = state.get(cid)["ports"] not in ("", "[]")
     except EngineError:  # the record is gone already (rm): look at the rules to be sure
         published = True
+    if not rows and not published and only is None:
+        return  # never plugged (--network none, host, or a stopped container's second call)
     if published and (only is None or any(i == "eth0" for _, i in rows)):
         from berth.engine import ports
         ports.remove_rules(cid[:12])
@@ -318,23 +375,18 @@ def _unplug(state: State, cid: str, only: str | None) -> None:
         for end in sorted(ends):
             if nl.exists(end):
                 gone(nl, end)
-        for name in {n for n, _ in rows} if only is None else [only]:
-            left = db.execute("SELECT 1 FROM endpoints WHERE network=?", (name,)).fetchone()
-            br = bridge_name(state, name)
-            if not left and nl.exists(br):
-                gone(nl, br)
-                _nft_remove(state, name)
 
 
-def _ensure_bridge(nl, ep: dict) -> None:
+def _ensure_bridge(nl, ep: dict) -> bool:
+    """Make the network's bridge and rules unless they are there; return whether made."""
     if nl.exists(ep["Bridge"]):
-        return
+        return False
     nl.add_bridge(ep["Bridge"])
     # a bridge without an address of its own takes the lowest of its ports', so a
     # container joining could change the gateway's MAC under the others' ARP caches
     nl.set_mac(ep["Bridge"], "02:42:" + ":".join(f"{int(b):02x}" for b in
                                                  ep["Gateway"].split(".")))
-    prefix = ipaddress.ip_network(ep["Subnet"]).prefixlen
+    prefix = _subnet(ep["Subnet"])[1]
     nl.add_address(ep["Bridge"], f"{ep['Gateway']}/{prefix}")
     nl.set_up(ep["Bridge"])
     try:  # published ports answer on 127.0.0.1 too: let loopback-sourced packets out here
@@ -343,6 +395,7 @@ def _ensure_bridge(nl, ep: dict) -> None:
     except OSError:
         pass
     _nft_add(ep)
+    return True
 
 
 def _nft(script: str) -> None:

@@ -29,14 +29,11 @@ import sys
 import time
 
 from berth.engine.errors import EngineError
+from berth.engine.rundir import run_dir, socket_path
 from berth.engine.state import State
 from berth.engine.stdio import ContainerIO
 
 IDLE_EXIT = 1.0  # seconds without containers before the supervisor exits
-
-
-def run_dir(root: str) -> str:
-    return os.path.join(root, "run")
 
 
 def read_line(sock: socket.socket) -> bytes:
@@ -48,25 +45,6 @@ def read_line(sock: socket.socket) -> bytes:
             break
         data += chunk
     return data
-
-
-def alive(root: str) -> bool:
-    """Is a supervisor serving `root`? (It holds the lock file for as long as it lives.)"""
-    try:
-        fd = os.open(os.path.join(run_dir(root), "supervisor.lock"), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-
-
-def socket_path(root: str) -> str:
-    return os.path.join(run_dir(root), "supervisor.sock")
 
 
 class Supervisor:

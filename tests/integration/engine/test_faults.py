@@ -57,6 +57,9 @@ def test_cli_killed_at_every_moment(berth, tmp_path: Path) -> None:  # noqa: F81
                          str(tmp_path / "runtime"), "list", "-q"], capture_output=True, text=True)
     assert rt.stdout == ""
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    assert not any(f"vb{cid[:12]}" in links for cid in ids)  # no veth of theirs
+    berth("system", "prune", "-f")  # and prune takes the bridge nobody uses
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
     from berth.engine.networks import bridge_name
     from berth.engine.state import State
     assert bridge_name(State(str(tmp_path / "root")), "bridge") not in links

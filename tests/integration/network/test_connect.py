@@ -192,6 +192,9 @@ def test_nothing_stays_on_the_host_after_rm(berth, nets) -> None:  # noqa: F811
         "com.docker.network.bridge.name"]
     assert default_br in links()
     berth("rm", "-f", "multi")
-    assert f"vb{cid[:10]}" not in links() and default_br not in links()
+    assert f"vb{cid[:10]}" not in links()
+    assert default_br in links()  # the default bridge stays, as docker0 does, until a prune
+    berth("system", "prune", "-f")
+    assert default_br not in links() and default_br not in nft_ruleset()
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert cid[:12] not in ns

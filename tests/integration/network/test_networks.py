@@ -43,10 +43,13 @@ def test_default_bridge_host_reaches_container_and_names_resolve(berth) -> None:
     assert doc["IPAM"]["Config"][0]["Subnet"].startswith("10.89.")
     bridge = doc["Options"]["com.docker.network.bridge.name"]
     assert bridge in links() and bridge in nft_ruleset()
+    web_id = json.loads(berth("network", "inspect", "bridge").stdout)[0]["Containers"]
     berth("rm", "-f", "web")
-    assert bridge not in links()  # the last container out takes the bridge with it
+    assert not any(f"vb{cid[:12]}" in links() for cid in web_id)  # its veth went with it
+    assert bridge in links() and bridge in nft_ruleset()  # the bridge stays, as docker0 does
+    assert "Deleted Bridges:\nbridge\n" in berth("system", "prune", "-f").stdout
+    assert bridge not in links()  # prune takes an unused bridge
     assert bridge not in nft_ruleset()  # and its rules (the table goes with the last bridge)
-    assert " vb" not in links()
 
 
 def _get(url: str) -> str | None:
