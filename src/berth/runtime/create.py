@@ -15,7 +15,7 @@ from berth.oci.errors import SpecError
 from berth.oci.runtime_config import validate, validate_process
 from berth.runtime import hooks
 from berth.runtime.errors import ConfigError, SetupError
-from berth.runtime.init import Channel, InitArgs, stage1
+from berth.runtime.init import Channel, InitArgs, init_alone, one_stage, stage1
 from berth.runtime.state import OCI_VERSION, proc_stat
 from berth.runtime.store import Store, check_id
 
@@ -162,11 +162,12 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
     args.cgroup_join = cg.join_files()  # stage 1 moves itself in: init is born inside
     from berth.runtime.cgroups import finish_warm_up
     finish_warm_up()  # no thread may run across fork
-    pid1 = os.fork()
+    alone = one_stage(args.namespaces)
+    pid1 = _fork_init("pid" in args.namespaces) if alone else os.fork()
     if pid1 == 0:
         os.close(p2c_w)
         os.close(c2p_r)
-        stage1(args, Channel(p2c_r, c2p_w))
+        (init_alone if alone else stage1)(args, Channel(p2c_r, c2p_w))
         os._exit(1)
     os.close(p2c_r)
     os.close(c2p_w)
@@ -187,10 +188,13 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
             if msg == "USERNS":
                 _write_id_maps(pid1, lcfg)
                 ch.send("OK")
-            elif msg.startswith("PID "):
-                pid = int(msg[4:])
+            elif msg.startswith("PID"):
+                if alone:
+                    pid = pid1  # init itself
+                else:
+                    pid = int(msg[4:])
+                    os.waitpid(pid1, 0)  # stage 1, done
                 st["pid"] = pid
-                os.waitpid(pid1, 0)
                 pid1 = 0
                 oom = config["process"].get("oomScoreAdj")
                 if oom is not None:
@@ -218,6 +222,25 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
     finally:
         os.close(c2p_r)
         os.close(p2c_w)
+
+
+def _fork_init(new_pid_ns: bool) -> int:
+    """fork(), the child being pid 1 of a new pid namespace when asked (see one_stage)."""
+    if not new_pid_ns:
+        return os.fork()
+    from berth.runtime import linux
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        linux.unshare(linux.CLONE_NEWPID)  # for our children from now on
+        pid = -1
+        try:
+            pid = os.fork()
+        finally:
+            if pid != 0:  # the runtime (not init): its next children are in its own again
+                linux.setns(own, linux.CLONE_NEWPID)
+    finally:
+        os.close(own)
+    return pid
 
 
 def hook_state(cid: str, status: str, pid: int, bundle: str, config: dict) -> dict:

@@ -1,5 +1,7 @@
 """The container side of create: the two forked stages that become the container's init.
 
+Most containers need no stage 1 (see one_stage): the runtime forks init into a
+new pid namespace itself, and init_alone does stage 1's work but the fork.
 stage 1 (forked by create): makes itself undumpable, moves itself into the
 container's cgroup (so everything it forks is born there), joins namespaces
 given by path, creates the user namespace (the parent writes its id maps) and
@@ -87,18 +89,60 @@ def join_namespaces(paths: dict[str, str]) -> None:
             os.close(fd)
 
 
+def one_stage(namespaces: dict[str, str]) -> bool:
+    """May the runtime fork init itself, with no stage 1 in between?
+
+    A new pid namespace holds only the children of whoever makes it, so the runtime
+    makes it (unshare), forks init into it and takes its own pid_for_children back
+    (setns); init makes the other namespaces itself. Not so when a new user namespace
+    must come first and own the others (a process made in it must make them), nor
+    for a time namespace or a pid namespace joined by path (both, too, are for
+    children only): stage 1 does those, then forks init.
+    """
+    ns = namespaces
+    return not ("user" in ns and not ns["user"]) and "time" not in ns and not ns.get("pid")
+
+
+def _enter(a: InitArgs) -> None:
+    """The first steps of the runtime's child, in either mode."""
+    linux.prctl(linux.PR_SET_DUMPABLE, 0)
+    if a.cgroup_join:  # first: still host root, in the host's namespaces, one thread
+        from berth.runtime.cgroups import join_self
+        join_self(a.cgroup_join)
+    if a.stdio is not None:
+        for i, fd in enumerate(a.stdio):
+            os.dup2(fd, i)  # dup2's copy is inheritable: the process keeps it at exec
+    join_namespaces({t: p for t, p in a.namespaces.items() if p})
+
+
+def _unshare_rest(ns: dict[str, str], done: tuple[str, ...]) -> None:
+    """Make the new namespaces not made yet (the cgroup one is stage 2's)."""
+    flags = 0
+    for t, path in ns.items():
+        if not path and t not in done and t != "cgroup":
+            flags |= NAMESPACES[t]
+    if flags:
+        linux.unshare(flags)
+
+
+def init_alone(a: InitArgs, ch: Channel) -> None:
+    """Runs in the runtime's one child when one_stage(): init from the start (pid 1 of
+    its new pid namespace already); never returns."""
+    try:
+        _enter(a)
+        _unshare_rest(a.namespaces, ("user", "pid"))
+        ch.send("PID")  # the runtime forked us: it knows the pid
+        stage2(a, ch)
+    except BaseException as e:  # noqa: BLE001 - report everything to the parent
+        _fail(ch, e)
+    os._exit(1)
+
+
 def stage1(a: InitArgs, ch: Channel) -> None:
     """Runs in the first child; never returns."""
     try:
-        linux.prctl(linux.PR_SET_DUMPABLE, 0)
-        if a.cgroup_join:  # first: still host root, in the host's namespaces, one thread
-            from berth.runtime.cgroups import join_self
-            join_self(a.cgroup_join)
-        if a.stdio is not None:
-            for i, fd in enumerate(a.stdio):
-                os.dup2(fd, i)  # dup2's copy is inheritable: the process keeps it at exec
+        _enter(a)
         ns = a.namespaces
-        join_namespaces({t: p for t, p in ns.items() if p})
         if "user" in ns and not ns["user"]:
             linux.unshare(linux.CLONE_NEWUSER)
             ch.send("USERNS")
@@ -108,12 +152,7 @@ def stage1(a: InitArgs, ch: Channel) -> None:
                 os.setresuid(0, 0, 0)
             except OSError:
                 pass  # root is not mapped: stay the overflow id, as runc does
-        flags = 0
-        for t, path in ns.items():
-            if not path and t not in ("user", "cgroup"):
-                flags |= NAMESPACES[t]
-        if flags:
-            linux.unshare(flags)
+        _unshare_rest(ns, ("user",))
         offsets = (a.config.get("linux") or {}).get("timeOffsets")
         if offsets and "time" in ns and not ns["time"]:
             with open("/proc/self/timens_offsets", "w") as f:

@@ -275,3 +275,38 @@ def test_features_and_version() -> None:
     assert feats["linux"]["seccomp"]["enabled"] is True
     assert "berth-runtime" in subprocess.run([RUNTIME, "--version"], capture_output=True,
                                              text=True, check=True).stdout
+
+
+def test_init_is_forked_into_its_pid_namespace_and_the_runtime_keeps_its_own(
+        bundle, tmp_path: Path) -> None:
+    """One stage (no user namespace): the runtime unshares a pid namespace, forks init into
+    it and takes its own pid_for_children back; a later fork of the runtime's process (a
+    hook, a supervisor's next container) is in the host's pid namespace again."""
+    import sys
+    bundle.with_args("sh", "-c", "echo $$; readlink /proc/self/ns/pid; sleep 30").write()
+    code = f"""
+import os, sys, time
+sys.path.insert(0, {str(Path(__file__).resolve().parents[3] / "src")!r})
+from berth.runtime.run import create_and_start
+from berth.runtime.delete import delete
+from berth.runtime.store import Store
+out = os.open({str(tmp_path / "init.out")!r}, os.O_WRONLY | os.O_CREAT, 0o644)
+store = Store({str(tmp_path / "state")!r})
+pid = create_and_start(store, "onefork", {str(bundle.path)!r}, stdio=(0, out, 2))
+children = os.readlink("/proc/self/ns/pid_for_children")
+child = os.fork()
+if child == 0:
+    os._exit(0)
+os.waitpid(child, 0)
+print(os.readlink("/proc/self/ns/pid"), children, os.readlink(f"/proc/{{pid}}/ns/pid"),
+      open(f"/proc/{{pid}}/stat").read().split()[3] == str(os.getpid()))
+time.sleep(0.3)
+delete(store, "onefork", force=True)
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    own, children, init_ns, init_is_our_child = p.stdout.split()
+    assert children == own  # taken back right after the fork
+    assert init_ns != own and init_is_our_child == "True"  # one fork: init is our own child
+    inside = (tmp_path / "init.out").read_text().split()
+    assert inside == ["1", init_ns]  # pid 1 of the namespace it was forked into
