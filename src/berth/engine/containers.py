@@ -290,7 +290,11 @@ def stop(state: State, ref: str, timeout: float | None = None, sig: int | None =
             "running":
         time.sleep(0.05)
     if refresh(state, state.get(c["id"]))["status"] == "running":
-        kill(state, c["id"], 9)
+        from berth.runtime.errors import InvalidState
+        try:
+            kill(state, c["id"], 9)
+        except (InvalidState, EngineError):  # it stopped between the look and the kill
+            pass
     return c["name"]
 
 

@@ -56,8 +56,10 @@ def test_cli_killed_at_every_moment(berth, tmp_path: Path) -> None:  # noqa: F81
     rt = subprocess.run([str(Path(BERTH).parent / "berth-runtime"), "--root",
                          str(tmp_path / "runtime"), "list", "-q"], capture_output=True, text=True)
     assert rt.stdout == ""
-    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
-    assert not any(f"vb{cid[:12]}" in links for cid in ids)  # no veth of theirs
+    def no_veths() -> bool:  # they go with the namespaces, freed in the background
+        out = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+        return not any(f"vb{cid[:12]}" in out for cid in ids)
+    until(no_veths)
     berth("system", "prune", "-f")  # and prune takes the bridge nobody uses
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
     from berth.engine.networks import bridge_name
