@@ -18,12 +18,14 @@ PY
 chmod 755 "$venv/bin/berth-runtime"
 
 # berth: the same for its command line; click and the other dependencies come from the
-# virtualenv's site-packages, added by hand since -S skips site
+# virtualenv's site-packages, added by hand since -S skips site, after the standard library
+# (every import of a standard module would look there first: ~1 ms of `berth run`)
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 cat > "$venv/bin/berth" <<PY
 #!/usr/bin/python3 -IS
 import sys
-sys.path[:0] = ["$src", "$site"]
+sys.path.insert(0, "$src")
+sys.path.append("$site")
 import os
 from berth.cli.main import main
 rc = main()
