@@ -142,7 +142,7 @@ def prepare_bundle(state: State, store: Store, c: dict) -> str:
             extra_mounts.append({"destination": "/etc/hosts", "type": "bind", "source": hosts,
                                  "options": ["rbind", "rprivate"]})
         nameservers = list(extra.get("dns") or [])
-        if not nameservers:  # docker: the embedded DNS, on its user networks
+        if not nameservers and eps:  # docker: the embedded DNS, on its user networks
             from berth.engine.networks import DEFAULT
             nameservers = [ep["Gateway"] for ep in eps if ep["Name"] != DEFAULT][:1]
         if nameservers:
@@ -351,8 +351,7 @@ def remove(state: State, ref: str, force: bool = False, volumes: bool = False,
     with `volumes`, its anonymous volumes too. `owned`: the caller ran it in the
     foreground (run --rm), so no supervisor can be starting it."""
     c = state.get(ref)
-    from berth.engine.rundir import alive
-    if not owned and alive(state.root):
+    if not owned and _supervisor_alive(state.root):
         # the supervisor serves one request at a time: once it answers, a start it was
         # given (by a CLI killed since, say) is finished, and the record says so
         from berth.engine.client import request
@@ -379,6 +378,11 @@ def remove(state: State, ref: str, force: bool = False, volumes: bool = False,
             if m.get("anonymous") and vol.exists(state.root, m["source"]):
                 vol.remove(state.root, m["source"], volumes_in_use(state))
     return c["name"]
+
+
+def _supervisor_alive(root: str) -> bool:
+    from berth.engine.rundir import alive
+    return alive(root)
 
 
 def volumes_in_use(state: State) -> set[str]:

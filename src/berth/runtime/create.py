@@ -160,6 +160,11 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
                     no_pivot)
     args.stdio = stdio
     args.cgroup_join = cg.join_files()  # stage 1 moves itself in: init is born inside
+    # what init imports, imported here: a module read after fork costs the child 3-5
+    # times as much (every object it makes or touches copies a page of ours), ~1.5 ms
+    import berth.runtime.hooks
+    import berth.runtime.mounts
+    import berth.runtime.process  # noqa: F401
     from berth.runtime.cgroups import finish_warm_up
     finish_warm_up()  # no thread may run across fork
     alone = one_stage(args.namespaces)
