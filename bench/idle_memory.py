@@ -52,10 +52,8 @@ def berth_side(n: int, image: Path, work: Path) -> int:
         sups = pids_of(f"berth.engine.supervisor {work / 'berth'}")
         return sum(rss_kb(p) for p in sups)
     finally:
-        ids = subprocess.run([berth, "ps", "-aq"], env=env, capture_output=True,
-                             text=True).stdout.split()
-        if ids:
-            subprocess.run([berth, "rm", "-f", *ids], env=env, capture_output=True)
+        # containers, and the bridge that stays after them
+        subprocess.run([berth, "system", "reset", "-f"], env=env, capture_output=True)
 
 
 def podman_side(n: int, image: Path, work: Path) -> int | None:
@@ -83,7 +81,8 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=50)
     ap.add_argument("--image", type=Path, default=REPO / "build/images/busybox")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="berth-bench-mem-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="berth-bench-mem-",
+                                     ignore_cleanup_errors=True) as tmp:
         work = Path(tmp)
         b = berth_side(args.count, args.image, work)
         p = podman_side(args.count, args.image, work)
