@@ -14,7 +14,8 @@ import time
 
 import click
 
-from berth.cli.format import FormatError, human_age, render, table
+from berth.cli.errors import engine_failures, exits
+from berth.cli.format import human_age, render, table
 
 
 def _engine():
@@ -22,18 +23,7 @@ def _engine():
     return engine()
 
 
-def handled(fn):
-    @functools.wraps(fn)
-    def wrapper(*a, **kw):
-        from berth.engine.errors import EngineError
-        from berth.images.errors import ImageFailure
-        from berth.runtime.errors import RuntimeFailure
-        try:
-            return fn(*a, **kw)
-        except (EngineError, ImageFailure, RuntimeFailure, FormatError, OSError) as e:
-            click.echo(f"Error: {e}", err=True)
-            sys.exit(125)
-    return wrapper
+handled = exits(125, engine_failures)
 
 
 

@@ -7,13 +7,13 @@ on stderr and exit status 1 here.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 
 import click
 
-from berth.cli.format import FormatError, human_age, human_size, render, table
+from berth.cli.errors import exits, image_failures
+from berth.cli.format import human_age, human_size, render, table
 
 
 def _store():
@@ -21,18 +21,7 @@ def _store():
     return Store()
 
 
-def handled(fn):
-    """Turn berth.images errors into `Error: ...` and exit status 1."""
-    @functools.wraps(fn)
-    def wrapper(*a, **kw):
-        from berth.images.errors import ImageFailure
-        from berth.oci.errors import SpecError
-        try:
-            return fn(*a, **kw)
-        except (ImageFailure, SpecError, FormatError, OSError) as e:
-            click.echo(f"Error: {e}", err=True)
-            sys.exit(1)
-    return wrapper
+handled = exits(1, image_failures)  # image verbs exit 1 on failure, as docker's
 
 
 def _created(config: dict) -> float | None:
