@@ -395,7 +395,13 @@ def _ensure_bridge(nl, ep: dict) -> bool:
     """Make the network's bridge and rules unless they are there; return whether made."""
     if nl.exists(ep["Bridge"]):
         return False
-    nl.add_bridge(ep["Bridge"])
+    import errno
+    try:
+        nl.add_bridge(ep["Bridge"])
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            raise
+        return False  # a concurrent start made it between our look and our make
     # a bridge without an address of its own takes the lowest of its ports', so a
     # container joining could change the gateway's MAC under the others' ARP caches
     nl.set_mac(ep["Bridge"], "02:42:" + ":".join(f"{int(b):02x}" for b in
