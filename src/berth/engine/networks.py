@@ -66,6 +66,10 @@ def _subnet(cidr: str) -> tuple[int, int]:
     return _ip(addr), int(plen)
 
 
+class NetworkExists(EngineError):
+    pass
+
+
 class NetworkNotFound(EngineError):
     def __init__(self, name: str) -> None:
         super().__init__(f"network {name} not found")
@@ -123,8 +127,6 @@ def create(state: State, name: str, subnet: str | None = None) -> dict:
     if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name) or name in ("none", "host"):
         raise InvalidOption(f"invalid network name {name!r}")
     db = _db(state)
-    if db.execute("SELECT 1 FROM networks WHERE name=?", (name,)).fetchone():
-        raise EngineError(f"network with name {name} already exists")
     if subnet:
         import ipaddress
         try:
@@ -135,9 +137,17 @@ def create(state: State, name: str, subnet: str | None = None) -> dict:
             raise InvalidOption(f"subnet {subnet}: an IPv4 network of /30 or larger is needed")
         subnet = str(net)
     import hashlib
-    db.execute("INSERT INTO networks VALUES (?,?,?,?)",
-               (name, hashlib.sha256(f"{name}{time.time()}".encode()).hexdigest(),
-                subnet or _free_subnet(state), time.time()))
+    db.execute("BEGIN IMMEDIATE")  # the name's check, the subnet's pick and the insert: one
+    try:
+        if db.execute("SELECT 1 FROM networks WHERE name=?", (name,)).fetchone():
+            raise NetworkExists(f"network with name {name} already exists")
+        db.execute("INSERT INTO networks VALUES (?,?,?,?)",
+                   (name, hashlib.sha256(f"{name}{time.time()}".encode()).hexdigest(),
+                    subnet or _free_subnet(state), time.time()))
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
     return get(state, name)
 
 
@@ -145,9 +155,12 @@ def get(state: State, name: str) -> dict:
     row = _db(state).execute("SELECT name, id, subnet, created FROM networks WHERE name=? OR "
                              "id LIKE ?", (name, name + "%")).fetchone()
     if row is None:
-        if name == DEFAULT:
+        if name != DEFAULT:
+            raise NetworkNotFound(name)
+        try:  # the default network is made on first use
             return create(state, DEFAULT)
-        raise NetworkNotFound(name)
+        except NetworkExists:  # by a concurrent command, just now
+            return get(state, DEFAULT)
     return {"Name": row[0], "Id": row[1], "Subnet": row[2],
             "Gateway": _dotted(_subnet(row[2])[0] + 1),
             "Bridge": bridge_name(state, row[0]), "Created": row[3],
@@ -205,26 +218,28 @@ def allocate(state: State, cid: str, name: str, ip: str | None = None,
                      "network=?", (cid, net["Name"])).fetchone()
     if row:
         return {**net, "IP": row[0], "IfName": row[1], "Aliases": json.loads(row[2])}
-    used = {r[0] for r in db.execute("SELECT ip FROM endpoints WHERE network=?",
-                                     (net["Name"],))}
     if ip is not None:
         check_ip(net, ip)
-        if ip in used:
-            raise EngineError(f"address {ip} is already in use on network {net['Name']}")
-        free = [ip]
-    else:
-        first, plen = _subnet(net["Subnet"])
-        hosts = (_dotted(first + i) for i in range(2, (1 << (32 - plen)) - 1))  # after gw
-        free = [h for h in hosts if h not in used][:1]
-    if not free:
-        raise EngineError(f"network {name} has no free address left")
-    import _sqlite3 as sqlite3
+    db.execute("BEGIN IMMEDIATE")  # concurrent starts must not pick the same address
     try:
+        used = {r[0] for r in db.execute("SELECT ip FROM endpoints WHERE network=?",
+                                         (net["Name"],))}
+        if ip is not None:
+            if ip in used:
+                raise EngineError(f"address {ip} is already in use on network {net['Name']}")
+            free = [ip]
+        else:
+            first, plen = _subnet(net["Subnet"])
+            hosts = (_dotted(first + i) for i in range(2, (1 << (32 - plen)) - 1))  # after gw
+            free = [h for h in hosts if h not in used][:1]
+        if not free:
+            raise EngineError(f"network {name} has no free address left")
         db.execute("INSERT INTO endpoints VALUES (?,?,?,?,?)", (cid, net["Name"], free[0], ifname,
                                                                 json.dumps(aliases or [])))
-    except sqlite3.IntegrityError:  # taken meanwhile by a concurrent start
-        raise EngineError(f"address {free[0]} is already in use on network "
-                          f"{net['Name']}") from None
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
     return {**net, "IP": free[0], "IfName": ifname, "Aliases": list(aliases or [])}
 
 

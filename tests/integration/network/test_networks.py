@@ -119,3 +119,18 @@ def test_network_container_mode_shares_the_namespace(berth) -> None:  # noqa: F8
     assert lines[1] == addr
     p = berth("run", "--rm", "--network", "container:nosuch", "busybox", "true", check=False)
     assert p.returncode == 125 and "No such container: nosuch" in p.stderr
+
+
+def test_concurrent_first_runs_share_the_bridge_they_race_to_make(berth, tmp_path) -> None:  # noqa: F811
+    import os
+    import sys
+    env = dict(os.environ, BERTH_ROOT=str(tmp_path / "root"),
+               BERTH_RUNTIME_ROOT=str(tmp_path / "runtime"))
+    berth_bin = str(Path(sys.executable).parent / "berth")
+    procs = [subprocess.Popen([berth_bin, "run", "--rm", "busybox", "sh", "-c",
+                               "ip -4 -o addr show eth0 | grep -c 10.89."],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(6)]
+    results = [(p.communicate(timeout=60), p.returncode) for p in procs]
+    assert [rc for _, rc in results] == [0] * 6, [err for (_, err), _ in results]
+    assert [out for (out, _), _ in results] == ["1\n"] * 6
