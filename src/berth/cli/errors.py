@@ -12,10 +12,12 @@ from berth.cli.format import FormatError
 
 
 def engine_failures() -> tuple[type[BaseException], ...]:
+    from _sqlite3 import Error as DatabaseError  # a locked or damaged database
+
     from berth.engine.errors import EngineError
     from berth.images.errors import ImageFailure
     from berth.runtime.errors import RuntimeFailure
-    return EngineError, ImageFailure, RuntimeFailure, FormatError, OSError
+    return EngineError, ImageFailure, RuntimeFailure, FormatError, OSError, DatabaseError
 
 
 def image_failures() -> tuple[type[BaseException], ...]:

@@ -224,12 +224,14 @@ def run(kw: dict) -> int:
 
 def fast_main(argv: list[str]) -> int:
     """`berth run ...` without click; `berth run --help` goes through click instead."""
+    from _sqlite3 import Error as DatabaseError
+
     from berth.engine.errors import EngineError
     from berth.images.errors import ImageFailure
     from berth.runtime.errors import RuntimeFailure
     try:
         return run(parse_fast(argv))
-    except (EngineError, ImageFailure, RuntimeFailure, OSError, ValueError) as e:
+    except (EngineError, ImageFailure, RuntimeFailure, OSError, ValueError, DatabaseError) as e:
         sys.stderr.write(f"Error: {e}\n")
         return 125
     except KeyboardInterrupt:
