@@ -94,13 +94,13 @@ def one_stage(namespaces: dict[str, str]) -> bool:
 
     A new pid namespace holds only the children of whoever makes it, so the runtime
     makes it (unshare), forks init into it and takes its own pid_for_children back
-    (setns); init makes the other namespaces itself. Not so when a new user namespace
-    must come first and own the others (a process made in it must make them), nor
-    for a time namespace or a pid namespace joined by path (both, too, are for
-    children only): stage 1 does those, then forks init.
+    (setns); init makes the other namespaces itself. Not so with a user namespace,
+    new or joined, which must come first and own the others (a process in it must
+    make them), nor for a time namespace or a pid namespace joined by path (both,
+    too, are for children only): stage 1 does those, then forks init.
     """
     ns = namespaces
-    return not ("user" in ns and not ns["user"]) and "time" not in ns and not ns.get("pid")
+    return "user" not in ns and "time" not in ns and not ns.get("pid")
 
 
 def _enter(a: InitArgs) -> None:
