@@ -26,6 +26,7 @@ class DigestMismatch(ImageFailure):
 class SizeMismatch(ImageFailure):
     def __init__(self, what: str, expected: int, actual: int) -> None:
         super().__init__(f"{what}: size mismatch: expected {expected} bytes, got {actual}")
+        self.expected, self.actual = expected, actual
 
 
 class UnsafeLayer(ImageFailure):

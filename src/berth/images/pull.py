@@ -2,41 +2,42 @@
 
 The manifest is negotiated (OCI or Docker schema2, manifest or index;
 linux/amd64 chosen from an index) and verified against its digest; the
-config comes next. Each missing layer then streams from the registry into
-an unpack worker, a process of its own (unpack_worker; several layers at
-once, so that unpacking uses every core rather than one under the GIL): the
-event loop writes the download into the worker's stdin as it arrives, and
-the worker hashes the compressed stream, keeps it as a temp blob, decompresses,
-hashes the tar and extracts it, all in one pass. The worker commits nothing:
-this side checks both digests and the size it reports, then moves the blob
-and the directory into place and indexes the layer.
+config comes next (registry_pull, on http11: no aiohttp or asyncio on this
+path). Each missing layer is then fetched and unpacked by an unpack worker,
+a process of its own (unpack_worker; several layers at once, so that
+unpacking uses every core rather than one under the GIL): the worker gets
+the blob's URL and headers, downloads it itself, hashes the compressed
+stream, keeps it as a temp blob, decompresses, hashes the tar and extracts
+it, all in one pass; no layer byte passes through this process. The worker
+commits nothing: this side checks both digests and the size it reports,
+then moves the blob and the directory into place and indexes the layer.
 
 Nothing is indexed until everything is in place: a failing layer stops the
-others (their tasks are cancelled: each kills and reaps its worker, then
-removes its temp blob and half-unpacked directory), and the image is neither
-indexed nor tagged. Layers already complete stay in the store (verified,
-unreferenced; `image prune` removes them), as podman keeps them for the next
-attempt.
+others (each worker is killed and reaped, its temp blob and half-unpacked
+directory removed), and the image is neither indexed nor tagged; so does an
+interrupt (SIGINT) or a cancelled pull_async. Layers already complete stay
+in the store (verified, unreferenced; `image prune` removes them), as podman
+keeps them for the next attempt.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
 import sys
 
 from berth.images import layers, manifest_import
 from berth.images.errors import ImageFailure, ImageNotFound, RegistryError
 from berth.images.progress import Throttle, discard
 from berth.images.reference import parse
-from berth.images.registry import Registry
+from berth.images.registry_pull import PullRegistry
 from berth.oci import image as oci
 from berth.oci import jsonfast
 from berth.oci.errors import SpecError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
+
     from berth.images.auth import Credentials
     from berth.images.progress import Progress
     from berth.images.reference import Reference
@@ -48,40 +49,74 @@ SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
 
 
 class PullCancelled(ImageFailure):
-    """Another layer failed (or the pull was interrupted): this one stopped."""
+    """The pull was cancelled (pull_async's task, or another layer failed): it stopped."""
 
 
 def pull(store: Store, ref: str, tls_verify: bool | None = None,
          progress: Progress | None = None, *, credentials: Credentials | None = None,
-         platform: str = "linux/amd64", concurrency: int = CONCURRENCY) -> str:
-    """Pull `ref` into the store, tag it with the reference; return the image id."""
-    return asyncio.run(pull_async(store, ref, tls_verify=tls_verify, progress=progress,
-                                  credentials=credentials, platform=platform,
-                                  concurrency=concurrency))
+         platform: str = "linux/amd64", concurrency: int = CONCURRENCY,
+         cancel: threading.Event | None = None) -> str:
+    """Pull `ref` into the store, tag it with the reference; return the image id.
 
-
-async def pull_async(store: Store, ref: str, *, tls_verify: bool | None = None,
-                     progress: Progress | None = None, credentials: Credentials | None = None,
-                     platform: str = "linux/amd64", concurrency: int = CONCURRENCY) -> str:
-    """pull() for callers that already run an event loop (the Docker API server)."""
+    `cancel`, when set (from another thread), stops the pull as an interrupt
+    does: PullCancelled, workers killed, nothing committed.
+    """
     r = parse(ref)
     report: Progress = Throttle(progress) if progress is not None else discard
     if credentials is None:
         from berth.images.auth import lookup
         credentials = lookup(r.registry, r.repository)
-    async with Registry(r.registry, credentials=credentials, tls_verify=tls_verify) as reg:
-        return await _pull(store, reg, r, report, platform, concurrency)
+    with PullRegistry(r.registry, credentials=credentials, tls_verify=tls_verify) as reg:
+        return _pull(store, reg, r, report, platform, concurrency, cancel)
 
 
-async def _pull(store: Store, reg: Registry, r: Reference, report: Progress, platform: str,
-                concurrency: int) -> str:
+async def pull_async(store: Store, ref: str, *, tls_verify: bool | None = None,
+                     progress: Progress | None = None, credentials: Credentials | None = None,
+                     platform: str = "linux/amd64", concurrency: int = CONCURRENCY) -> str:
+    """pull() for callers that run an event loop (the Docker API server), in a thread.
+
+    Cancelling the awaiting task stops the pull (its workers killed and
+    reaped, their files removed) before CancelledError reaches the caller.
+    """
+    import asyncio
+    import threading
+
+    cancel = threading.Event()
+
+    def in_thread() -> str:
+        from berth.images.store import Store
+        own = Store(store.root)  # a SQLite connection belongs to the thread that opened it
+        try:
+            return pull(own, ref, tls_verify, progress, credentials=credentials,
+                        platform=platform, concurrency=concurrency, cancel=cancel)
+        finally:
+            own.close()
+
+    done = asyncio.get_running_loop().run_in_executor(None, in_thread)
+    try:
+        return await asyncio.shield(done)
+    except asyncio.CancelledError:
+        cancel.set()
+        await asyncio.gather(done, return_exceptions=True)
+        raise
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise PullCancelled("pull cancelled")
+
+
+def _pull(store: Store, reg: PullRegistry, r: Reference, report: Progress, platform: str,
+          concurrency: int, cancel: threading.Event | None) -> str:
     repo = r.repository
     report("", f"{r.tag or r.digest}: Pulling from {r.short}")
-    top_bytes, top_type, top_digest = await reg.get_manifest(repo, r.digest or r.tag or "latest")
-    man_bytes, man_type, man_digest = await _resolve_index(reg, repo, top_bytes, top_type,
-                                                           top_digest, platform)
+    top_bytes, top_type, top_digest = reg.get_manifest(repo, r.digest or r.tag or "latest")
+    _check(cancel)
+    man_bytes, man_type, man_digest = _resolve_index(reg, repo, top_bytes, top_type,
+                                                     top_digest, platform)
     cfg_desc = _config_descriptor(man_bytes, man_digest)
-    cfg_bytes = await reg.get_blob(repo, cfg_desc["digest"], cfg_desc["size"])
+    cfg_bytes = reg.get_blob(repo, cfg_desc["digest"], cfg_desc["size"])
+    _check(cancel)
     where = f"{reg.host}/{repo}"
     man, config = manifest_import.check(man_bytes, man_digest, cfg_bytes, where)
     steps = manifest_import.plan(store, man, config)
@@ -91,8 +126,8 @@ async def _pull(store: Store, reg: Registry, r: Reference, report: Progress, pla
     if not up_to_date:
         for s in steps:
             report(s.digest, "Already exists" if s.present else "Pulling fs layer")
-        await _fetch_layers(store, reg, repo, [s for s in steps if not s.present], report,
-                            concurrency)
+        _fetch_layers(store, reg, repo, [s for s in steps if not s.present], report,
+                      concurrency, cancel)
     image_id = manifest_import.commit(store, man_bytes, man_digest, man_type, cfg_bytes,
                                       cfg_desc["digest"], config, names)
     store.note_digest_ref(f"{r.name}@{top_digest}", image_id)
@@ -136,7 +171,7 @@ def _media_type(data: bytes, content_type: str, where: str) -> tuple[str, dict]:
     return mt, doc
 
 
-async def _resolve_index(reg: Registry, repo: str, data: bytes, content_type: str,
+def _resolve_index(reg: PullRegistry, repo: str, data: bytes, content_type: str,
                          digest: str, platform: str) -> tuple[bytes, str, str]:
     """The platform's manifest: the document itself, or the one an index points to."""
     where = f"{reg.host}/{repo}@{digest}"
@@ -149,7 +184,7 @@ async def _resolve_index(reg: Registry, repo: str, data: bytes, content_type: st
         desc = oci.select_platform(oci.index(doc, where), os_, arch, variant or None)
     except SpecError as e:
         raise ImageFailure(str(e).replace("index:", f"{where}:", 1)) from None
-    sub, sub_type, sub_digest = await reg.get_manifest(repo, desc["digest"])
+    sub, sub_type, sub_digest = reg.get_manifest(repo, desc["digest"])
     if len(sub) != desc["size"]:
         raise ImageFailure(f"{where}: manifest {desc['digest']} is {len(sub)} bytes, the index "
                            f"says {desc['size']}")
@@ -170,104 +205,144 @@ def _config_descriptor(man_bytes: bytes, digest: str) -> dict:
     return cfg
 
 
-# --- layers: streamed from the loop into worker processes ------------------------------
+
+# --- layers: each fetched and unpacked by a worker process ------------------------------
 
 # the worker starts without site (fast) and finds berth and its dependencies on the
 # parent's sys.path, whatever launched the parent (the venv, the lean launcher, tests)
 WORKER = ("import sys\nsys.path[:0] = sys.argv[1].split('\\n')\n"
           "from berth.images.unpack_worker import main\nsys.exit(main(sys.argv[2:]))\n")
-PIPE_SIZE = 1 << 20  # F_SETPIPE_SZ: fewer wake-ups per megabyte than the default 64 KiB
+CANCEL_POLL = 100  # ms between looks at a cancel event (an interrupt needs none)
 
 
-async def _fetch_layers(store: Store, reg: Registry, repo: str,
-                        steps: list[manifest_import.LayerStep], report: Progress,
-                        concurrency: int) -> None:
-    if not steps:
-        return
-    sem = asyncio.Semaphore(concurrency)
+class _Worker:
+    """One layer's unpack worker: started, fed, listened to, then committed or aborted."""
 
-    async def one(step: manifest_import.LayerStep) -> None:
-        async with sem:
-            await _fetch_layer(store, reg, repo, step, report)
-            report(step.digest, "Pull complete")
+    def __init__(self, store: Store, reg: PullRegistry, repo: str,
+                 step: manifest_import.LayerStep, report: Progress) -> None:
+        import subprocess
 
-    tasks = [asyncio.create_task(one(s)) for s in steps]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        for t in tasks:
-            t.cancel()  # a failed layer stops the others (a no-op for those already done)
-        await asyncio.gather(*tasks, return_exceptions=True)  # each killed its worker and
-        # removed what it had written
-    errors = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
-    if errors:
-        first = next((e for e in errors if not isinstance(e, PullCancelled)), errors[0])
-        if isinstance(first, ImageFailure):
-            raise first
-        raise RegistryError(f"{reg.host}/{repo}: layer failed: {first}") from first
-
-
-async def _fetch_layer(store: Store, reg: Registry, repo: str,
-                       step: manifest_import.LayerStep, report: Progress) -> None:
-    """Stream one layer into an unpack worker; commit what it made once it is verified."""
-    compression = layers.compression_of(step.media_type)
-    what = f"layer {step.digest}"
-    work = store.temp_path("layer")
-    root = os.path.join(work, "diff")
-    blob = store.temp_path("blob")
-    os.makedirs(root, 0o755)
-    proc: asyncio.subprocess.Process | None = None
-    readers: list[asyncio.Task] = []
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", "-S", "-c", WORKER, "\n".join(p for p in sys.path if p),
-            compression, root, blob, step.digest, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        readers = [asyncio.create_task(proc.stdout.read()), asyncio.create_task(proc.stderr.read())]
-        _widen_pipe(proc.stdin)
-        got = 0
-
-        def on_data(n: int) -> None:
-            nonlocal got
-            got += n
-            report(step.digest, "Downloading", got, step.size)
-
-        stream = reg.open_blob(repo, step.digest, step.size, on_data)
+        self.store, self.reg, self.step, self.report = store, reg, step, report
+        self.scopes = (f"repository:{repo}:pull",)
+        self.what = f"layer {step.digest}"
+        compression = layers.compression_of(step.media_type)
+        self.work = store.temp_path("layer")
+        self.blob = store.temp_path("blob")
+        self.out, self.err = bytearray(), bytearray()
+        self.answer = b""
+        self.proc: subprocess.Popen | None = None
+        root = os.path.join(self.work, "diff")
+        os.makedirs(root, 0o755)
         try:
-            while data := await stream.read(PIPE_SIZE):
-                proc.stdin.write(data)
-                await proc.stdin.drain()
+            url, headers = reg.blob_job(repo, step.digest)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", WORKER, "\n".join(p for p in sys.path if p),
+                 compression, root, self.blob, step.digest],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self._tell({"url": url, "headers": headers, "size": step.size,
+                        "tls_verify": reg.tls_verify, "timeout": reg.timeout,
+                        "what": f"{reg.host}/{repo}: blob {step.digest}", "host": reg.host})
+        except BaseException:
+            self.abort()
+            raise
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self.open = {self.proc.stdout.fileno(): self.out, self.proc.stderr.fileno(): self.err}
+
+    def _tell(self, doc: dict) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        try:
+            os.write(self.proc.stdin.fileno(), (jsonfast.dumps(doc) + "\n").encode())
         except (BrokenPipeError, ConnectionResetError):
             pass  # the worker stopped early: its answer says why
-        finally:
-            await stream.close()
-        proc.stdin.close()
-        out, err = await readers[0], await readers[1]
-        await proc.wait()
-        result = _answer(what, out, err, proc.returncode)
-        result.check(what, step.digest, step.size, step.diff_id)
-    except BaseException:
-        for r in readers:
-            r.cancel()
-        if proc is not None and proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        layers.remove_quietly(blob)
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    store.commit_blob(blob, result.blob)
-    store.note_layer_blob(result.diff_id, result.blob, step.media_type)
-    store.add_layer(step.chain_id, result.diff_id, step.parent, work, result.size)
+
+    def readable(self, fd: int) -> bool:
+        """Take what the worker wrote on `fd`; False once both its pipes ended."""
+        data = os.read(fd, 65536)
+        if not data:
+            del self.open[fd]
+            return bool(self.open)
+        buf = self.open[fd]
+        buf += data
+        if buf is self.out:
+            while (end := buf.find(b"\n")) >= 0:
+                line = bytes(buf[:end])
+                del buf[:end + 1]
+                self._line(line)
+        return True
+
+    def _line(self, line: bytes) -> None:
+        if line.startswith(b"p "):
+            self.report(self.step.digest, "Downloading", int(line[2:]), self.step.size)
+        elif line == b"auth":  # the registry answered 401: a token that expired
+            self._tell(self.reg.auth_headers(self.scopes, fresh=True))
+        else:
+            self.answer = line
+
+    def finish(self) -> None:
+        """The worker ended its output: check its answer, then move its layer into place."""
+        assert self.proc is not None
+        self.proc.wait()
+        try:
+            result = _answer(self.what, self.answer + bytes(self.out), bytes(self.err),
+                             self.proc.returncode)
+            result.check(self.what, self.step.digest, self.step.size, self.step.diff_id)
+        except BaseException:
+            self.abort()
+            raise
+        self._close_pipes()
+        step = self.step
+        self.store.commit_blob(self.blob, result.blob)
+        self.store.note_layer_blob(result.diff_id, result.blob, step.media_type)
+        self.store.add_layer(step.chain_id, result.diff_id, step.parent, self.work, result.size)
+        self.report(step.digest, "Pull complete")
+
+    def _close_pipes(self) -> None:
+        if self.proc is not None:
+            for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+                if f is not None:
+                    f.close()
+
+    def abort(self) -> None:
+        """Kill and reap the worker, remove what it wrote."""
+        if self.proc is not None:
+            if self.proc.returncode is None:
+                self.proc.kill()
+                self.proc.wait()
+            self._close_pipes()
+        layers.remove_quietly(self.blob)
+        import shutil
+        shutil.rmtree(self.work, ignore_errors=True)
 
 
-def _widen_pipe(stdin: asyncio.StreamWriter) -> None:
-    pipe = stdin.get_extra_info("pipe")
+def _fetch_layers(store: Store, reg: PullRegistry, repo: str,
+                  steps: list[manifest_import.LayerStep], report: Progress,
+                  concurrency: int, cancel: threading.Event | None) -> None:
+    import select
+
+    pending = list(steps)
+    running: dict[int, _Worker] = {}  # by each of its pipes
+    poll = select.poll()
     try:
-        import fcntl
-        fcntl.fcntl(pipe.fileno(), 1031, PIPE_SIZE)  # F_SETPIPE_SZ
-    except (OSError, AttributeError, ValueError):
-        pass  # above /proc/sys/fs/pipe-max-size for an unprivileged user: keep the default
+        while pending or running:
+            while pending and len(set(running.values())) < concurrency:
+                w = _Worker(store, reg, repo, pending.pop(0), report)
+                for fd in w.open:
+                    running[fd] = w
+                    poll.register(fd, select.POLLIN)
+            for fd, _ in poll.poll(CANCEL_POLL if cancel is not None else None):
+                w = running[fd]
+                if not w.readable(fd):
+                    for f in (fd, *w.open):
+                        running.pop(f, None)
+                    w.finish()
+                if fd not in w.open:
+                    poll.unregister(fd)
+                    running.pop(fd, None)
+            _check(cancel)
+    except BaseException:
+        for w in set(running.values()):  # a failed layer stops the others
+            w.abort()
+        raise
 
 
 def _answer(what: str, out: bytes, err: bytes, rc: int | None) -> layers.Unpacked:
@@ -281,12 +356,23 @@ def _answer(what: str, out: bytes, err: bytes, rc: int | None) -> layers.Unpacke
         raise ImageFailure(f"{what}: the unpack worker failed (status {rc}): "
                            f"{' '.join(tail) or 'no message'}") from None
     if "error" in doc:
-        from berth.images import errors
-        if doc["error"] == "DigestMismatch":
-            raise errors.DigestMismatch(what, doc["expected"], doc["actual"])
-        cls = getattr(errors, doc["error"], None) if doc["error"] else None
-        if cls not in (errors.UnsafeLayer, errors.ArchiveError):
-            cls = ImageFailure
-        message = doc["message"] if doc["error"] else f"{what}: unpack failed: {doc['message']}"
-        raise cls(message)
+        raise _error(what, doc)
     return layers.Unpacked(doc["blob"], doc["blob_size"], doc["diff_id"], doc["size"])
+
+
+def _error(what: str, doc: dict) -> ImageFailure:
+    """The exception a worker reported, rebuilt as its own class (ImageFailure if unknown)."""
+    from berth.images import errors, registry_base
+    kinds = {c.__name__: c for c in (
+        errors.DigestMismatch, errors.SizeMismatch, errors.UnsafeLayer, errors.ArchiveError,
+        RegistryError, registry_base.Unauthorized, registry_base.NotFound,
+        registry_base.BlobNotFound, registry_base.Unreachable)}
+    cls = kinds.get(doc["error"])
+    if cls is None:
+        return ImageFailure(doc["message"] if doc["error"]
+                            else f"{what}: unpack failed: {doc['message']}")
+    e = cls.__new__(cls)
+    Exception.__init__(e, doc["message"])  # the worker's message, as it was
+    if "expected" in doc:
+        e.expected, e.actual = doc["expected"], doc["actual"]  # type: ignore[attr-defined]
+    return e

@@ -1,12 +1,11 @@
-"""A distribution-spec v2 registry client on aiohttp: manifests, blobs, uploads, auth.
+"""A distribution-spec v2 registry client on aiohttp for push and login: uploads, auth.
 
-What it owns: the HTTP conversation with one registry host. The /v2/ ping
-tells it how to authenticate (a Basic or Bearer challenge); bearer tokens are
-fetched from the challenge's realm for the scopes a request needs and cached;
-a 401 later (an expired token, a scope not asked for) is answered once more.
-Blob downloads are streams that resume after a broken connection (with Range
-when the server honours it, else by re-reading and skipping what was already
-delivered), so the consumer never sees the break.
+What it owns: the HTTP conversation with one registry host when pushing. The
+/v2/ ping tells it how to authenticate (a Basic or Bearer challenge); bearer
+tokens are fetched from the challenge's realm for the scopes a request needs
+and cached; a 401 later (an expired token, a scope not asked for) is answered
+once more. Pulls do not come here: registry_pull.py speaks to the registry
+on http11 (no aiohttp import on the pull path, see docs/architecture.md).
 
 What it must not do: touch the store, decide which platform to pull, or read
 credential files (pull.py, push.py and auth.py do). Loopback registries
@@ -20,109 +19,33 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import ipaddress
 import time
 import urllib.parse
 
 import aiohttp
 
-from berth.images.errors import DigestMismatch, RegistryError, SizeMismatch
+from berth.images.errors import DigestMismatch, RegistryError
+from berth.images.registry_base import (
+    CONNECT_RETRIES,
+    MANIFEST_ACCEPT,
+    RETRIES,
+    USER_AGENT,
+    NotFound,
+    Unauthorized,
+    Unreachable,
+    endpoint_for,
+    error_text,
+    parse_challenge,
+    token_of,
+    transport,
+)
 from berth.oci import image as oci
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any
 
     from berth.images.auth import Credentials
-
-MANIFEST_ACCEPT = ", ".join((oci.OCI_INDEX, oci.OCI_MANIFEST, oci.DOCKER_LIST,
-                             oci.DOCKER_MANIFEST))
-MAX_MANIFEST = 4 << 20  # as containerd: a manifest or config bigger than this is refused
-USER_AGENT = "berth/0.1"
-DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
-RETRIES = 5  # attempts after a broken connection, per request (or per blob without progress)
-CONNECT_RETRIES = 2  # attempts after a refused connection or an unknown host
-
-
-class Unauthorized(RegistryError):
-    """The registry wants credentials we do not have, or refused the ones we gave."""
-
-
-class NotFound(RegistryError):
-    """The registry has no such repository, manifest or blob."""
-
-
-class BlobNotFound(NotFound):
-    pass
-
-
-class Unreachable(RegistryError):
-    """The connection failed (refused, reset, timed out) after the retries."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1, with or without a port."""
-    name = host
-    if name.startswith("["):
-        name = name[1:name.find("]")]
-    elif name.count(":") == 1:
-        name = name.partition(":")[0]
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def endpoint_for(registry: str) -> str:
-    """The host to talk to for a registry name (docker.io lives at registry-1.docker.io)."""
-    return DOCKER_HUB_ENDPOINT if registry in ("docker.io", "index.docker.io") else registry
-
-
-def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
-    """`Bearer realm="https://x/token",service="x",scope="a:b:pull"` -> ("bearer", {...})."""
-    scheme, _, rest = header.strip().partition(" ")
-    params: dict[str, str] = {}
-    i, n = 0, len(rest)
-    while i < n:
-        while i < n and rest[i] in " ,":
-            i += 1
-        eq = rest.find("=", i)
-        if eq < 0:
-            break
-        key = rest[i:eq].strip().lower()
-        i = eq + 1
-        if i < n and rest[i] == '"':
-            i += 1
-            value = []
-            while i < n and rest[i] != '"':
-                if rest[i] == "\\" and i + 1 < n:
-                    i += 1
-                value.append(rest[i])
-                i += 1
-            i += 1
-            params[key] = "".join(value)
-        else:
-            end = rest.find(",", i)
-            end = n if end < 0 else end
-            params[key] = rest[i:end].strip()
-            i = end
-    return scheme.lower(), params
-
-
-def _error_text(status: int, body: bytes) -> str:
-    """The registry's own error message ({"errors": [{"code", "message"}]}) or the status."""
-    try:
-        import json
-        errs = json.loads(body)["errors"]
-        return "; ".join(f"{e.get('code', '').lower().replace('_', ' ')}: {e.get('message', '')}"
-                         .strip(": ") for e in errs)
-    except Exception:
-        text = body[:200].decode("utf-8", "replace").strip()
-        return f"HTTP {status}" + (f": {text}" if text else "")
-
 
 _BROKEN = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError,
            ConnectionError)
@@ -137,12 +60,7 @@ class Registry:
         self.host = host
         self.endpoint = endpoint_for(host)
         self.credentials = credentials
-        loopback = is_loopback(self.endpoint)
-        self.tls_verify = (not loopback) if tls_verify is None else tls_verify
-        # loopback: http, as docker's default for localhost; tls_verify=False elsewhere:
-        # https unverified, falling back to http (decided by the first ping)
-        self.scheme = "http" if loopback and tls_verify is not True else "https"
-        self._fallback = not self.tls_verify and self.scheme == "https"
+        self.scheme, self.tls_verify, self._fallback = transport(self.endpoint, tls_verify)
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout)
         self.connections = connections
         self._session: aiohttp.ClientSession | None = None
@@ -202,7 +120,7 @@ class Registry:
                     raise RegistryError(f"{self.host} is not a registry (no /v2/ endpoint)")
                 elif resp.status >= 400:
                     raise RegistryError(f"{self.host}: /v2/: "
-                                        f"{_error_text(resp.status, await resp.read())}")
+                                        f"{error_text(resp.status, await resp.read())}")
             self._pinged = True
 
     async def check_login(self) -> None:
@@ -220,7 +138,7 @@ class Registry:
                     raise Unauthorized(f"{self.host}: login failed: wrong username or password")
                 if resp.status >= 400:
                     raise RegistryError(f"{self.host}: login failed: "
-                                        f"{_error_text(resp.status, await resp.read())}")
+                                        f"{error_text(resp.status, await resp.read())}")
         elif scheme == "bearer":
             await self._fetch_token(params, ())
         else:
@@ -273,20 +191,12 @@ class Registry:
             body = await resp.read()
             if resp.status in (401, 403):
                 raise Unauthorized(f"{self.host}: the token service refused the credentials "
-                                   f"({_error_text(resp.status, body)}): berth login "
+                                   f"({error_text(resp.status, body)}): berth login "
                                    f"{self.host}")
             if resp.status >= 400:
                 raise RegistryError(f"{self.host}: token service {realm}: "
-                                    f"{_error_text(resp.status, body)}")
-        try:
-            import json
-            doc = json.loads(body)
-            token = doc.get("token") or doc.get("access_token")
-            expires = float(doc.get("expires_in") or 60)
-        except (ValueError, TypeError, AttributeError):
-            token = None
-        if not isinstance(token, str) or not token:
-            raise RegistryError(f"{self.host}: token service {realm} sent no token")
+                                    f"{error_text(resp.status, body)}")
+        token, expires = token_of(body, self.host, realm)
         self._tokens[scopes] = (token, time.monotonic() + max(expires - 10, 10))
 
     # --- requests ------------------------------------------------------------------
@@ -350,37 +260,12 @@ class Registry:
                 f"{self.host}: {what}: authentication required"
                 + (" (the credentials were refused)" if self.credentials else "")
                 + f": berth login {self.host}")
-        msg = f"{self.host}: {what}: {_error_text(resp.status, body)}"
+        msg = f"{self.host}: {what}: {error_text(resp.status, body)}"
         if resp.status == 404:
             raise NotFound(msg)
         raise RegistryError(msg)
 
     # --- manifests -----------------------------------------------------------------
-
-    async def get_manifest(self, repo: str, reference: str) -> tuple[bytes, str, str]:
-        """(bytes, media type, digest) of a manifest or index, by tag or digest, verified."""
-        what = f"manifest {repo}:{reference}" if ":" not in reference \
-            else f"manifest {repo}@{reference}"
-        try:
-            resp = await self.request("GET", f"/v2/{repo}/manifests/{reference}",
-                                      (f"repository:{repo}:pull",),
-                                      headers={"Accept": MANIFEST_ACCEPT}, what=what)
-        except NotFound:
-            raise NotFound(f"{self.host}/{repo}: {what} not found in the registry") from None
-        async with resp:
-            if (resp.content_length or 0) > MAX_MANIFEST:
-                raise RegistryError(f"{self.host}: {what} is larger than 4 MiB: refused")
-            data = await resp.content.read(MAX_MANIFEST + 1)
-            if len(data) > MAX_MANIFEST:
-                raise RegistryError(f"{self.host}: {what} is larger than 4 MiB: refused")
-            header_digest = resp.headers.get("Docker-Content-Digest")
-            content_type = resp.headers.get("Content-Type", "").partition(";")[0].strip()
-        digest = oci.sha256(data)
-        if reference.startswith("sha256:") and digest != reference:
-            raise DigestMismatch(f"{self.host}/{repo}: manifest", reference, digest)
-        if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
-            raise DigestMismatch(f"{self.host}/{repo}: {what}", header_digest, digest)
-        return data, content_type, digest
 
     async def head_manifest(self, repo: str, reference: str) -> dict | None:
         """A descriptor {mediaType, digest, size} for a manifest, or None if absent."""
@@ -410,32 +295,6 @@ class Registry:
         return digest
 
     # --- blobs ---------------------------------------------------------------------
-
-    async def get_blob(self, repo: str, digest: str, size: int | None = None,
-                       limit: int = MAX_MANIFEST) -> bytes:
-        """A small blob (a config) in memory, verified against its digest and size."""
-        if size is not None and size > limit:
-            raise RegistryError(f"{self.host}/{repo}: blob {digest} is {size} bytes: too big "
-                                "to hold in memory")
-        stream = self.open_blob(repo, digest, size)
-        chunks = []
-        try:
-            while data := await stream.read(1 << 20):
-                chunks.append(data)
-                if stream.offset > limit:
-                    raise RegistryError(f"{self.host}/{repo}: blob {digest} is larger than "
-                                        f"{limit} bytes: refused")
-        finally:
-            await stream.close()
-        blob = b"".join(chunks)
-        got = oci.sha256(blob)
-        if got != digest:
-            raise DigestMismatch(f"{self.host}/{repo}: blob", digest, got)
-        return blob
-
-    def open_blob(self, repo: str, digest: str, size: int | None = None,
-                  on_data: Callable[[int], None] | None = None) -> BlobStream:
-        return BlobStream(self, repo, digest, size, on_data)
 
     async def head_blob(self, repo: str, digest: str, scopes: tuple[str, ...] = ()) -> int | None:
         """The size of a blob in `repo`, or None if the registry does not have it there."""
@@ -508,112 +367,3 @@ class Registry:
 def _with_query(url: str, **params: str) -> str:
     sep = "&" if "?" in url else "?"
     return url + sep + urllib.parse.urlencode(params)
-
-
-class BlobStream:
-    """A blob download that survives broken connections; read() never repeats a byte.
-
-    After a break it asks for `Range: bytes=<offset>-`; a server that answers
-    200 instead of 206 sends the whole blob again, and the bytes already
-    delivered are skipped. A response that ends cleanly before `size` is a
-    truncated blob (an error, not retried); one longer than `size` is refused.
-    """
-
-    def __init__(self, reg: Registry, repo: str, digest: str, size: int | None,
-                 on_data: Callable[[int], None] | None = None) -> None:
-        self.reg = reg
-        self.repo = repo
-        self.digest = digest
-        self.size = size
-        self.on_data = on_data
-        self.offset = 0
-        self.resp: aiohttp.ClientResponse | None = None
-        self.skip = 0
-        self.eof = False
-        self.failures = 0
-        self.restarts = 0
-        self.last_break = -1
-
-    @property
-    def what(self) -> str:
-        return f"{self.reg.host}/{self.repo}: blob {self.digest}"
-
-    async def _open(self) -> None:
-        headers = {"Range": f"bytes={self.offset}-"} if self.offset else {}
-        try:
-            resp = await self.reg.request("GET", f"/v2/{self.repo}/blobs/{self.digest}",
-                                          (f"repository:{self.repo}:pull",), headers=headers,
-                                          expect=(200, 206), what=f"blob {self.digest}")
-        except NotFound:
-            raise BlobNotFound(f"{self.what} not found in the registry") from None
-        start = 0
-        if resp.status == 206:
-            rng = resp.headers.get("Content-Range", "")
-            if not rng.startswith(f"bytes {self.offset}-"):
-                resp.release()
-                raise RegistryError(f"{self.what}: asked for bytes from {self.offset}, got "
-                                    f"{rng or 'no Content-Range'}")
-            start = self.offset
-        self.skip = self.offset - start  # a 200 after a break: the bytes we had come again
-        if self.size is not None and resp.content_length is not None \
-                and resp.content_length != self.size - start:
-            resp.release()
-            raise SizeMismatch(self.what, self.size, start + resp.content_length)
-        self.resp = resp
-
-    async def _broken(self, e: BaseException) -> None:
-        """Count a break (breaks in a row without a byte of progress give up) and wait."""
-        if self.resp is not None:
-            self.resp.close()
-            self.resp = None
-        self.failures = 1 if self.offset > self.last_break else self.failures + 1
-        self.last_break = self.offset
-        self.restarts += 1
-        if self.failures > RETRIES or self.restarts > 10 * RETRIES:
-            raise RegistryError(f"{self.what}: download failed after {self.restarts} attempts "
-                                f"at byte {self.offset}: {e.__class__.__name__}: {e}") from None
-        await asyncio.sleep(min(0.05 * 2 ** (self.failures - 1), 2.0))
-
-    async def read(self, n: int = 1 << 20) -> bytes:
-        """Up to n bytes; b"" at the end of the blob."""
-        while not self.eof:
-            if self.resp is None:
-                try:
-                    await self._open()
-                except Unreachable as e:
-                    await self._broken(e)
-                    continue
-            assert self.resp is not None
-            try:
-                data = await self.resp.content.read(n)
-            except _BROKEN as e:
-                await self._broken(e)
-                continue
-            if not data:
-                self.resp.release()
-                self.resp = None
-                if self.skip:
-                    await self._broken(ConnectionError("short answer after a restart"))
-                    continue
-                if self.size is not None and self.offset < self.size:
-                    raise SizeMismatch(f"{self.what} is truncated", self.size, self.offset)
-                self.eof = True
-                break
-            if self.skip:
-                drop = min(self.skip, len(data))
-                self.skip -= drop
-                data = data[drop:]
-                if not data:
-                    continue
-            self.offset += len(data)
-            if self.size is not None and self.offset > self.size:
-                raise SizeMismatch(self.what, self.size, self.offset)
-            if self.on_data is not None:
-                self.on_data(len(data))
-            return data
-        return b""
-
-    async def close(self) -> None:
-        if self.resp is not None:
-            self.resp.close()
-            self.resp = None

@@ -1,4 +1,4 @@
-"""The registry client against a small in-process registry that speaks real HTTP (aiohttp.web).
+"""The registry clients against a small in-process registry that speaks real HTTP (aiohttp.web).
 
 What the real docker-registry cannot be made to do is done here: bearer
 tokens from a token service, connections cut in the middle of a blob (with
@@ -22,12 +22,9 @@ from aiohttp import web
 from berth.images.auth import Credentials
 from berth.images.errors import ImageFailure, RegistryError, SizeMismatch
 from berth.images.pull import PullCancelled, pull_async
-from berth.images.registry import (
-    Registry,
-    Unauthorized,
-    is_loopback,
-    parse_challenge,
-)
+from berth.images.registry import Registry
+from berth.images.registry_base import Unauthorized, is_loopback, parse_challenge
+from berth.images.registry_pull import PullRegistry
 from berth.images.store import Store
 from berth.oci import image as oci
 
@@ -56,12 +53,14 @@ def test_parse_challenge(header: str, scheme: str, params: dict) -> None:
 def test_loopback_hosts_are_spoken_to_over_http(host: str, loop: bool) -> None:
     assert is_loopback(host) is loop
     assert Registry(host).scheme == ("http" if loop else "https")
+    assert PullRegistry(host).scheme == ("http" if loop else "https")
 
 
-def test_tls_verify_false_elsewhere_means_unverified_https() -> None:
-    reg = Registry("registry.example:5000", tls_verify=False)
+@pytest.mark.parametrize("client", [Registry, PullRegistry])
+def test_tls_verify_false_elsewhere_means_unverified_https(client: type) -> None:
+    reg = client("registry.example:5000", tls_verify=False)
     assert (reg.scheme, reg.tls_verify) == ("https", False)
-    assert Registry("docker.io").endpoint == "registry-1.docker.io"
+    assert client("docker.io").endpoint == "registry-1.docker.io"
 
 
 # --- a fake registry ---------------------------------------------------------------------
@@ -279,9 +278,16 @@ def test_basic_auth_and_check_login() -> None:
             async with Registry(fake.host, credentials=Credentials("u", "x")) as reg:
                 with pytest.raises(Unauthorized, match="wrong username or password"):
                     await reg.check_login()
-            async with Registry(fake.host) as reg:
+            with PullRegistry(fake.host) as pull_reg:
                 with pytest.raises(Unauthorized, match="authentication required"):
-                    await reg.get_manifest("a/b", "1")
+                    await asyncio.to_thread(pull_reg.get_manifest, "a/b", "1")
+            with PullRegistry(fake.host, credentials=Credentials("u", "x")) as pull_reg:
+                with pytest.raises(Unauthorized, match="the credentials were refused"):
+                    await asyncio.to_thread(pull_reg.get_manifest, "a/b", "1")
+            fake.add_image("a/b:1", {"f": b"x"})
+            with PullRegistry(fake.host, credentials=Credentials("u", "p")) as pull_reg:
+                data, _, _ = await asyncio.to_thread(pull_reg.get_manifest, "a/b", "1")
+            assert data == fake.manifests["a/b:1"][0]
     run(main())
 
 
@@ -311,12 +317,12 @@ def test_blob_stream_resumes_at_the_right_byte() -> None:
             fake.blobs[digest] = data
             for ranges in (True, False):
                 fake.cut_after, fake.cuts_left, fake.ranges = 60_000, 3, ranges
-                async with Registry(fake.host) as reg:
-                    stream = reg.open_blob("x/y", digest, len(data))
+                with PullRegistry(fake.host) as reg:
+                    stream = await asyncio.to_thread(reg.open_blob, "x/y", digest, len(data))
                     got = bytearray()
-                    while chunk := await stream.read(10_000):
+                    while chunk := await asyncio.to_thread(stream.read, 10_000):
                         got += chunk
-                    await stream.close()
+                    stream.close()
                 assert bytes(got) == data
                 assert stream.restarts == 3
     run(main())

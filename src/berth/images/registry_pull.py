@@ -1,0 +1,446 @@
+"""The registry client for pulls, on http11: ping and auth, manifests, configs, blob streams.
+
+What it owns: the pull side of the conversation with one registry host. The
+/v2/ ping tells it how to authenticate (a Basic or Bearer challenge); bearer
+tokens are fetched from the challenge's realm for the pull scope and cached;
+a 401 later (an expired token, a scope not asked for) is answered once more.
+Blob downloads are BlobStreams that resume after a broken connection (with
+Range when the server honours it, else by re-reading and skipping what was
+already delivered), so the consumer never sees the break.
+
+A layer's blob is not fetched here but in its unpack worker: `blob_job` hands
+it the URL and the headers (the token included), the worker opens its own
+BlobStream with `blob_opener`, and asks this side for fresh headers when the
+registry answers 401 (an expired token): no layer byte passes through the
+main process.
+
+What it must not do: touch the store, decide which platform to pull, read
+credential files, or import aiohttp or asyncio (a pull's start-up cost is
+mostly imports: docs/architecture.md, images).
+"""
+
+from __future__ import annotations
+
+import time
+
+from berth.images import http11
+from berth.images.errors import DigestMismatch, RegistryError, SizeMismatch
+from berth.images.registry_base import (
+    CONNECT_RETRIES,
+    MANIFEST_ACCEPT,
+    MAX_MANIFEST,
+    RETRIES,
+    BlobNotFound,
+    NotFound,
+    Unauthorized,
+    Unreachable,
+    endpoint_for,
+    error_text,
+    parse_challenge,
+    token_of,
+    transport,
+)
+from berth.oci import image as oci
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from berth.images.auth import Credentials
+
+TRANSIENT = (429, 500, 502, 503, 504)  # statuses a blob download retries like a broken connection
+
+
+def _tls_failed(host: str, e: Exception) -> RegistryError:
+    return RegistryError(f"{host}: TLS failed ({e}); for a registry without a valid "
+                         "certificate use --tls-verify=false")
+
+
+class PullRegistry:
+    """One registry host, for pulls; use `with PullRegistry(host) as reg:` to close it."""
+
+    def __init__(self, host: str, *, credentials: Credentials | None = None,
+                 tls_verify: bool | None = None, timeout: float = 60.0) -> None:
+        self.host = host
+        self.endpoint = endpoint_for(host)
+        self.credentials = credentials
+        self.scheme, self.tls_verify, self._fallback = transport(self.endpoint, tls_verify)
+        self.timeout = timeout
+        self.pool = http11.Pool(tls_verify=self.tls_verify, timeout=timeout)
+        self._challenge: tuple[str, dict[str, str]] | None = None
+        self._pinged = False
+        self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
+
+    def __enter__(self) -> PullRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def url(self, path: str) -> str:
+        return f"{self.scheme}://{self.endpoint}{path}"
+
+    # --- auth ----------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """GET /v2/: learn the auth challenge (and, with tls_verify off, http or https)."""
+        if self._pinged:
+            return
+        try:
+            resp = self._send("GET", self.url("/v2/"))
+        except RegistryError:
+            if not self._fallback:
+                raise
+            self.scheme, self._fallback = "http", False
+            resp = self._send("GET", self.url("/v2/"))
+        body = _body(resp)
+        if resp.status == 401:
+            header = resp.headers.get("www-authenticate", "")
+            if not header:
+                raise Unauthorized(f"{self.host}: the registry answered 401 without a "
+                                   "WWW-Authenticate challenge")
+            self._challenge = parse_challenge(header)
+        elif resp.status == 404:
+            raise RegistryError(f"{self.host} is not a registry (no /v2/ endpoint)")
+        elif resp.status >= 400:
+            raise RegistryError(f"{self.host}: /v2/: {error_text(resp.status, body)}")
+        self._pinged = True
+
+    def _basic_header(self) -> dict[str, str]:
+        import binascii
+        assert self.credentials is not None
+        raw = f"{self.credentials.username}:{self.credentials.password}".encode()
+        return {"Authorization": "Basic " + binascii.b2a_base64(raw, newline=False).decode()}
+
+    def auth_headers(self, scopes: tuple[str, ...], fresh: bool = False) -> dict[str, str]:
+        """The Authorization header for a request needing `scopes` (fresh: a new token)."""
+        if self._challenge is None:
+            return {}
+        scheme, params = self._challenge
+        if scheme == "basic":
+            return self._basic_header() if self.credentials is not None else {}
+        if scheme == "bearer":
+            token = None if fresh else self._tokens.get(scopes)
+            if token is None or token[1] < time.monotonic():
+                self._fetch_token(params, scopes)
+                token = self._tokens[scopes]
+            return {"Authorization": "Bearer " + token[0]}
+        return {}
+
+    def _fetch_token(self, params: dict[str, str], scopes: tuple[str, ...]) -> None:
+        realm = params.get("realm")
+        if not realm:
+            raise Unauthorized(f"{self.host}: bearer challenge without a realm")
+        query: list[tuple[str, str]] = []
+        if params.get("service"):
+            query.append(("service", params["service"]))
+        query += [("scope", s) for s in scopes]
+        creds = self.credentials
+        headers: dict[str, str] = {}
+        method, body = "GET", b""
+        if creds is not None and creds.identity_token:
+            method = "POST"  # an OAuth2 refresh token, as docker stores after `login`
+            body = http11.urlencode([
+                ("grant_type", "refresh_token"), ("refresh_token", creds.identity_token),
+                ("service", params.get("service", "")), ("client_id", "berth"),
+                ("scope", " ".join(scopes))]).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            query = []
+        elif creds is not None:
+            headers = self._basic_header()
+            if not scopes:
+                query.append(("account", creds.username))
+        sep = "&" if "?" in realm else "?"
+        url = realm + (sep + http11.urlencode(query) if query else "")
+        resp = self._send(method, url, headers, body)
+        data = _body(resp)
+        if resp.status in (401, 403):
+            raise Unauthorized(f"{self.host}: the token service refused the credentials "
+                               f"({error_text(resp.status, data)}): berth login {self.host}")
+        if resp.status >= 400:
+            raise RegistryError(f"{self.host}: token service {realm}: "
+                                f"{error_text(resp.status, data)}")
+        token, expires = token_of(data, self.host, realm)
+        self._tokens[scopes] = (token, time.monotonic() + max(expires - 10, 10))
+
+    # --- requests ------------------------------------------------------------------
+
+    def _send(self, method: str, url: str, headers: dict[str, str] | None = None,
+              body: bytes = b"") -> http11.Response:
+        """One HTTP request (redirects followed), retried after connection failures."""
+        for attempt in range(RETRIES + 1):
+            try:
+                return http11.fetch(self.pool, method, url, headers, body)[0]
+            except http11.TLSFailed as e:
+                raise _tls_failed(self.host, e) from None
+            except http11.HTTPFailure as e:
+                # refused or unresolvable: twice more; broken half way: RETRIES more times
+                limit = CONNECT_RETRIES if isinstance(e, http11.ConnectFailed) else RETRIES
+                if attempt >= limit:
+                    raise Unreachable(f"cannot reach registry {self.host}: {e}") from None
+                time.sleep(min(0.1 * 2 ** attempt, 2.0))
+        raise AssertionError("unreachable")
+
+    def request(self, method: str, path: str, scopes: tuple[str, ...],
+                headers: dict[str, str] | None = None, expect: tuple[int, ...] = (200,),
+                what: str = "") -> http11.Response:
+        """An authenticated request to the registry; the caller reads and closes the response.
+
+        A status outside `expect` becomes NotFound / Unauthorized / RegistryError
+        with the registry's own message.
+        """
+        self.ping()
+        url = path if path.startswith(("http://", "https://")) else self.url(path)
+        what = what or f"{method} {path}"
+        for attempt in range(3):
+            h = dict(headers or {})
+            h.update(self.auth_headers(scopes))
+            resp = self._send(method, url, h)
+            if resp.status in expect:
+                return resp
+            body = _body(resp)
+            if resp.status == 401 and attempt == 0:
+                challenge = resp.headers.get("www-authenticate")
+                if challenge:  # a new or a wider challenge: answer it once more
+                    self._challenge = parse_challenge(challenge)
+                    self._tokens.pop(scopes, None)
+                if self._challenge is not None and (self._challenge[0] == "bearer"
+                                                    or self.credentials is not None):
+                    continue
+            if resp.status in (502, 503, 504) and method in ("GET", "HEAD") and attempt < 2:
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            break
+        if resp.status == 401:
+            raise Unauthorized(
+                f"{self.host}: {what}: authentication required"
+                + (" (the credentials were refused)" if self.credentials else "")
+                + f": berth login {self.host}")
+        msg = f"{self.host}: {what}: {error_text(resp.status, body)}"
+        if resp.status == 404:
+            raise NotFound(msg)
+        raise RegistryError(msg)
+
+    # --- manifests -----------------------------------------------------------------
+
+    def get_manifest(self, repo: str, reference: str) -> tuple[bytes, str, str]:
+        """(bytes, media type, digest) of a manifest or index, by tag or digest, verified."""
+        what = f"manifest {repo}:{reference}" if ":" not in reference \
+            else f"manifest {repo}@{reference}"
+        try:
+            resp = self.request("GET", f"/v2/{repo}/manifests/{reference}",
+                                (f"repository:{repo}:pull",),
+                                headers={"Accept": MANIFEST_ACCEPT}, what=what)
+        except NotFound:
+            raise NotFound(f"{self.host}/{repo}: {what} not found in the registry") from None
+        try:
+            if (resp.length or 0) > MAX_MANIFEST:
+                raise RegistryError(f"{self.host}: {what} is larger than 4 MiB: refused")
+            data = resp.read_all(MAX_MANIFEST)
+        except http11.HTTPFailure as e:
+            if "answer over" in str(e):
+                raise RegistryError(f"{self.host}: {what} is larger than 4 MiB: refused") \
+                    from None
+            raise Unreachable(f"cannot reach registry {self.host}: {e}") from None
+        finally:
+            resp.close()
+        header_digest = resp.headers.get("docker-content-digest")
+        content_type = resp.headers.get("content-type", "").partition(";")[0].strip()
+        digest = oci.sha256(data)
+        if reference.startswith("sha256:") and digest != reference:
+            raise DigestMismatch(f"{self.host}/{repo}: manifest", reference, digest)
+        if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
+            raise DigestMismatch(f"{self.host}/{repo}: {what}", header_digest, digest)
+        return data, content_type, digest
+
+    # --- blobs ---------------------------------------------------------------------
+
+    def blob_job(self, repo: str, digest: str) -> tuple[str, dict[str, str]]:
+        """(URL, headers) with which an unpack worker fetches a blob itself."""
+        self.ping()
+        return (self.url(f"/v2/{repo}/blobs/{digest}"),
+                self.auth_headers((f"repository:{repo}:pull",)))
+
+    def open_blob(self, repo: str, digest: str, size: int | None = None,
+                  on_data: Callable[[int], None] | None = None) -> BlobStream:
+        url, headers = self.blob_job(repo, digest)
+        what = f"{self.host}/{repo}: blob {digest}"
+        scopes = (f"repository:{repo}:pull",)
+        opener = blob_opener(self.pool, url, headers, what, self.host,
+                             lambda: self.auth_headers(scopes, fresh=True))
+        return BlobStream(opener, what, size, on_data)
+
+    def get_blob(self, repo: str, digest: str, size: int | None = None,
+                 limit: int = MAX_MANIFEST) -> bytes:
+        """A small blob (a config) in memory, verified against its digest and size."""
+        if size is not None and size > limit:
+            raise RegistryError(f"{self.host}/{repo}: blob {digest} is {size} bytes: too big "
+                                "to hold in memory")
+        stream = self.open_blob(repo, digest, size)
+        chunks = []
+        try:
+            while data := stream.read(1 << 20):
+                chunks.append(data)
+                if stream.offset > limit:
+                    raise RegistryError(f"{self.host}/{repo}: blob {digest} is larger than "
+                                        f"{limit} bytes: refused")
+        finally:
+            stream.close()
+        blob = b"".join(chunks)
+        got = oci.sha256(blob)
+        if got != digest:
+            raise DigestMismatch(f"{self.host}/{repo}: blob", digest, got)
+        return blob
+
+
+def _body(resp: http11.Response, limit: int = 1 << 16) -> bytes:
+    """An error or small answer's body, read and the response closed (b"" if it breaks)."""
+    try:
+        data = resp.read_all(limit)
+    except http11.HTTPFailure:
+        data = b""
+    resp.close()
+    return data
+
+
+def blob_opener(pool: http11.Pool, url: str, headers: dict[str, str], what: str, host: str,
+                reauth: Callable[[], dict[str, str]] | None = None
+                ) -> Callable[[int], http11.Response]:
+    """open(offset) -> a 200 or 206 response for the blob from `offset` on.
+
+    Unreachable (which a BlobStream retries) for a broken connection or a
+    transient status; a 401 asks `reauth` for new headers once (a token that
+    expired) before it is Unauthorized; a 404 is BlobNotFound.
+    """
+    current = dict(headers)
+
+    def open_(offset: int) -> http11.Response:
+        nonlocal current
+        for attempt in (0, 1):
+            h = dict(current)
+            if offset:
+                h["Range"] = f"bytes={offset}-"
+            try:
+                resp = http11.fetch(pool, "GET", url, h)[0]
+            except http11.TLSFailed as e:
+                raise _tls_failed(host, e) from None
+            except http11.HTTPFailure as e:
+                raise Unreachable(f"cannot reach registry {host}: {e}") from None
+            if resp.status in (200, 206):
+                return resp
+            body = _body(resp)
+            if resp.status == 401 and attempt == 0 and reauth is not None:
+                current = reauth()
+                continue
+            break
+        if resp.status == 401:
+            raise Unauthorized(f"{what}: authentication required: berth login {host}")
+        if resp.status == 404:
+            raise BlobNotFound(f"{what} not found in the registry")
+        if resp.status in TRANSIENT:
+            raise Unreachable(f"{what}: {error_text(resp.status, body)}")
+        raise RegistryError(f"{what}: {error_text(resp.status, body)}")
+
+    return open_
+
+
+class BlobStream:
+    """A blob download that survives broken connections; read() never repeats a byte.
+
+    After a break it asks for `Range: bytes=<offset>-`; a server that answers
+    200 instead of 206 sends the whole blob again, and the bytes already
+    delivered are skipped. A response that ends cleanly before `size` is a
+    truncated blob (an error, not retried); one longer than `size` is refused.
+    """
+
+    def __init__(self, open_: Callable[[int], http11.Response], what: str, size: int | None,
+                 on_data: Callable[[int], None] | None = None) -> None:
+        self.open_ = open_
+        self.what = what
+        self.size = size
+        self.on_data = on_data
+        self.offset = 0
+        self.resp: http11.Response | None = None
+        self.skip = 0
+        self.eof = False
+        self.failures = 0
+        self.restarts = 0
+        self.last_break = -1
+
+    def _open(self) -> None:
+        resp = self.open_(self.offset)
+        start = 0
+        if resp.status == 206:
+            rng = resp.headers.get("content-range", "")
+            if not rng.startswith(f"bytes {self.offset}-"):
+                resp.close()
+                raise RegistryError(f"{self.what}: asked for bytes from {self.offset}, got "
+                                    f"{rng or 'no Content-Range'}")
+            start = self.offset
+        self.skip = self.offset - start  # a 200 after a break: the bytes we had come again
+        if self.size is not None and resp.length is not None \
+                and resp.length != self.size - start:
+            resp.close()
+            raise SizeMismatch(self.what, self.size, start + resp.length)
+        self.resp = resp
+
+    def _broken(self, e: BaseException) -> None:
+        """Count a break (breaks in a row without a byte of progress give up) and wait."""
+        if self.resp is not None:
+            self.resp.keep = False
+            self.resp.close()
+            self.resp = None
+        self.failures = 1 if self.offset > self.last_break else self.failures + 1
+        self.last_break = self.offset
+        self.restarts += 1
+        if self.failures > RETRIES or self.restarts > 10 * RETRIES:
+            raise RegistryError(f"{self.what}: download failed after {self.restarts} attempts "
+                                f"at byte {self.offset}: {e.__class__.__name__}: {e}") from None
+        time.sleep(min(0.05 * 2 ** (self.failures - 1), 2.0))
+
+    def read(self, n: int = 1 << 20) -> bytes:
+        """Up to n bytes; b"" at the end of the blob."""
+        while not self.eof:
+            if self.resp is None:
+                try:
+                    self._open()
+                except Unreachable as e:
+                    self._broken(e)
+                    continue
+            assert self.resp is not None
+            try:
+                data = self.resp.read(n)
+            except http11.HTTPFailure as e:
+                self._broken(e)
+                continue
+            if not data:
+                self.resp.close()
+                self.resp = None
+                if self.skip:
+                    self._broken(ConnectionError("short answer after a restart"))
+                    continue
+                if self.size is not None and self.offset < self.size:
+                    raise SizeMismatch(f"{self.what} is truncated", self.size, self.offset)
+                self.eof = True
+                break
+            if self.skip:
+                drop = min(self.skip, len(data))
+                self.skip -= drop
+                data = data[drop:]
+                if not data:
+                    continue
+            self.offset += len(data)
+            if self.size is not None and self.offset > self.size:
+                raise SizeMismatch(self.what, self.size, self.offset)
+            if self.on_data is not None:
+                self.on_data(self.offset)
+            return data
+        return b""
+
+    def close(self) -> None:
+        if self.resp is not None:
+            self.resp.close()
+            self.resp = None
