@@ -198,7 +198,11 @@ def plug_network(state: State, cid: str, dns=None):
     return plug
 
 
-def release_network(state: State, cid: str) -> None:
+def release_network(state: State, cid: str, spec: ContainerSpec | None = None) -> None:
+    """Unplug the container from its networks; with its spec, nothing for one that has
+    none (--network none or host: no endpoint, no published port)."""
+    if spec is not None and not endpoints_of(spec.to_dict()):
+        return
     from berth.engine import networks
     networks.detach(state, cid)
 
@@ -242,7 +246,7 @@ def run_foreground(state: State, store: Store, cid: str) -> int:
         raise
     state.update(cid, status="exited", pid=0, exit_code=code, finished=time.time(), paused=0)
     unmount(state, cid)
-    release_network(state, cid)
+    release_network(state, cid, spec)
     return code
 
 
