@@ -1,19 +1,22 @@
 """One layer fetched and unpacked in a process of its own, so that a pull's layers use every core.
 
-pull.py starts one per layer (`python -I -S`, given the parent's sys.path)
-and writes it one JSON line on stdin: the blob's URL, the headers to send
-(the registry's token among them), its size, and how to speak TLS. The
-worker downloads the blob itself (registry_pull's BlobStream: resumed after
-a broken connection), writes it into a temp file and the tree into a
-directory, both named by the parent under the store's tmp/, fsyncs the blob,
-and prints one JSON line: what it found (digests and sizes) or the error.
+pull.py starts one per layer (`python -I -S`, given the parent's sys.path;
+some before it knows the layers, so that their start overlaps the manifest's
+round trips) and writes it one JSON line on stdin, its job: the blob's URL,
+the headers to send (the registry's token among them), its digest, size and
+compression, how to speak TLS, and where to write. The worker downloads
+the blob itself (registry_pull's BlobStream: resumed after a broken
+connection), writes it into a temp file and the tree into a directory, both
+named by the parent under the store's tmp/, fsyncs the blob, and prints one
+JSON line: what it found (digests and sizes) or the error.
 
 On the way it prints `p <bytes>` lines (progress), and `auth` when the
 registry answers 401 (a token that expired): the parent then writes a JSON
 line of fresh headers on its stdin. It checks nothing against the
 descriptor but the size and commits nothing: the parent verifies the
 digests and moves the blob and the directory into place, or kills the
-worker and removes both. A worker whose parent died finds its stdin closed.
+worker and removes both. A worker whose parent died finds its stdin closed;
+one whose stdin ends before a job exits quietly.
 
 What it must not do: open the store's database, or import more than the
 fetch and the unpack need (it starts once per layer: see docs/architecture.md).
@@ -40,17 +43,21 @@ def _line() -> bytes:
 
 
 def main(argv: list[str]) -> int:
-    """argv: compression, layer directory, blob temp file, digest (for messages)."""
-    compression, root, blob_path, digest = argv
+    """The job comes on stdin (argv is not used)."""
     from berth.images import http11, layers
     from berth.images.errors import DigestMismatch, ImageFailure, SizeMismatch
     from berth.images.registry_pull import BlobStream, blob_opener
     from berth.oci import jsonfast
 
+    first = _line()
+    if not first:
+        return 0  # started ahead and not needed
     out: dict
     pool = None
+    digest = "?"
     try:
-        job = jsonfast.loads(_line())
+        job = jsonfast.loads(first)
+        digest, root, blob_path = job["digest"], job["root"], job["blob"]
         pool = http11.Pool(tls_verify=job["tls_verify"], timeout=job["timeout"])
 
         def reauth() -> dict[str, str]:
@@ -71,7 +78,7 @@ def main(argv: list[str]) -> int:
         stream = BlobStream(opener, job["what"], size, progress)
         fd = os.open(blob_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
-            got = layers.unpack_into(stream.read, compression, root, fd, f"layer {digest}",
+            got = layers.unpack_into(stream.read, job["compression"], root, fd, f"layer {digest}",
                                      digest, verified=True)  # by the parent
             os.fsync(fd)
         finally:

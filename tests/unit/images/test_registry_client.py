@@ -469,8 +469,12 @@ def test_a_stuck_worker_is_killed_when_another_layer_fails(
     """Workers of the big layers hang before they download anything: the bad small
     layer's failure must still end the pull, killing them."""
     from berth.images import pull as pulling
-    stuck = ("import sys, time\n# berth.images.unpack_worker\n"
-             "if sys.argv[-1] in {digests!r}: time.sleep(120)\n" + pulling.WORKER)
+    stuck = (pulling.WORKER.split("from berth")[0]
+             + "import time\n# berth.images.unpack_worker\n"
+               "from berth.images import unpack_worker as u\n"
+               "job = u._line()\n"
+               "if any(d in job.decode() for d in {digests!r}): time.sleep(120)\n"
+               "u._pending[:0] = job + b'\\n'\nsys.exit(u.main([]))\n")
 
     async def main() -> None:
         async with FakeRegistry() as fake:
@@ -514,13 +518,18 @@ def test_sigint_kills_the_workers_and_removes_their_files(store: Store) -> None:
 
     import psutil
 
-    def workers_of(root: str) -> list:
-        found = []
-        for p in psutil.process_iter(["cmdline"]):
-            cmd = " ".join(p.info["cmdline"] or ())
-            if "berth.images.unpack_worker" in cmd and root in cmd:
-                found.append(p)
-        return found
+    def workers_of(pid: int) -> list[psutil.Process]:
+        try:
+            children = psutil.Process(pid).children()
+        except psutil.NoSuchProcess:
+            return []
+        return [p for p in children if "berth.images.unpack_worker" in " ".join(p.cmdline())]
+
+    def alive(p: psutil.Process) -> bool:
+        try:
+            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
 
     code = ("import sys\nfrom berth.images.store import Store\n"
             "from berth.images.pull import pull\n"
@@ -535,8 +544,11 @@ def test_sigint_kills_the_workers_and_removes_their_files(store: Store) -> None:
                 sys.executable, "-c", code, store.root, f"{fake.host}/a/b:1",
                 stderr=subprocess.PIPE)
             try:
-                while len(workers_of(store.root)) < 2 or not os.listdir(store.tmp):
+                while len(os.listdir(store.tmp)) < 4:  # two layers' blobs and directories
+                    assert proc.returncode is None, "the pull ended before it was interrupted"
                     await asyncio.sleep(0.02)
+                started = workers_of(proc.pid)
+                assert len(started) >= 2
                 proc.send_signal(signal.SIGINT)
                 _, err = await proc.communicate()
             finally:
@@ -546,7 +558,7 @@ def test_sigint_kills_the_workers_and_removes_their_files(store: Store) -> None:
                 fake.hold.set()
             assert proc.returncode != 0
             assert b"KeyboardInterrupt" in err
-            assert workers_of(store.root) == []  # killed and reaped, not orphaned
+            assert [p for p in started if alive(p)] == []  # killed, not orphaned
     run(main())
     clean(store)
 
