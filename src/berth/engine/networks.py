@@ -97,6 +97,32 @@ def bridge_name(state: State, name: str) -> str:
     return "bb-" + sha256(f"{state.root}\0{name}".encode()).hexdigest()[:10]
 
 
+def _link_exists(name: str) -> bool:
+    import _socket
+    try:
+        _socket.if_nametoindex(name)
+        return True
+    except OSError:
+        return False
+
+
+def _routed_by(cidr: str) -> str | None:
+    """The interface of a host route overlapping `cidr`, if one does (not the default)."""
+    first, plen = _subnet(cidr)
+    with open("/proc/net/route") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            dest = int.from_bytes(int(fields[1], 16).to_bytes(4, "little"), "big")
+            mask = int.from_bytes(int(fields[7], 16).to_bytes(4, "little"), "big")
+            if not mask:
+                continue
+            common = mask & (0xFFFFFFFF << (32 - plen) & 0xFFFFFFFF)
+            if dest & common == first & common:
+                return fields[0]
+    return None
+
+
 def _host_routes() -> list:
     import ipaddress
     out = []
@@ -224,6 +250,16 @@ def allocate(state: State, cid: str, name: str, ip: str | None = None,
     try:
         used = {r[0] for r in db.execute("SELECT ip FROM endpoints WHERE network=?",
                                          (net["Name"],))}
+        if not used and not _link_exists(net["Bridge"]):  # its first container: check
+            other = _routed_by(net["Subnet"])  # another berth root's bridge, say
+            if other is not None:
+                if net["Name"] != DEFAULT:
+                    raise EngineError(f"network {net['Name']}: its subnet {net['Subnet']} is "
+                                      f"already routed on this host (via {other}); remove the "
+                                      "network and create it with another --subnet")
+                subnet = _free_subnet(state)  # the default network simply moves
+                db.execute("UPDATE networks SET subnet=? WHERE name=?", (subnet, net["Name"]))
+                net = {**net, "Subnet": subnet, "Gateway": _dotted(_subnet(subnet)[0] + 1)}
         if ip is not None:
             if ip in used:
                 raise EngineError(f"address {ip} is already in use on network {net['Name']}")

@@ -134,3 +134,30 @@ def test_concurrent_first_runs_share_the_bridge_they_race_to_make(berth, tmp_pat
     results = [(p.communicate(timeout=60), p.returncode) for p in procs]
     assert [rc for _, rc in results] == [0] * 6, [err for (_, err), _ in results]
     assert [out for (out, _), _ in results] == ["1\n"] * 6
+
+
+def test_a_default_network_whose_subnet_another_root_took_moves(
+        berth, tmp_path, busybox_image) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    import os
+    import sys
+    berth_bin = str(Path(sys.executable).parent / "berth")
+
+    def other(*args: str) -> str:  # a second berth root on the same host
+        env = dict(os.environ, BERTH_ROOT=str(tmp_path / "root2"),
+                   BERTH_RUNTIME_ROOT=str(tmp_path / "runtime2"))
+        return subprocess.run([berth_bin, *args], env=env, capture_output=True, text=True,
+                              check=True).stdout
+
+    def subnet(inspect_out: str) -> str:
+        return json.loads(inspect_out)[0]["IPAM"]["Config"][0]["Subnet"]
+
+    mine = subnet(berth("network", "inspect", "bridge").stdout)  # recorded, no bridge yet
+    assert subnet(other("network", "inspect", "bridge")) == mine  # the same free /24
+    other("load", "-i", str(busybox_image / "oci"))
+    other("run", "--rm", "localhost/image", "true")  # root2's bridge now routes it
+    out = berth("run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0").stdout
+    moved = subnet(berth("network", "inspect", "bridge").stdout)
+    assert moved != mine
+    prefix = moved.rsplit(".", 1)[0] + "."
+    assert f"inet {prefix}" in out  # the container's address is in the new subnet
+    other("system", "reset", "-f")
