@@ -373,7 +373,7 @@ def remove(state: State, ref: str, force: bool = False, volumes: bool = False,
     except RtNotFound:
         pass
     unmount(state, c["id"])
-    release_network(state, c["id"])
+    release_network(state, c["id"], ContainerSpec.from_dict(json.loads(c["spec"])))
     _rmtree(state.dir(c["id"]))
     state.remove(c["id"])
     if volumes:
