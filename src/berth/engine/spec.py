@@ -103,6 +103,8 @@ def endpoints_of(spec: dict) -> dict[str, dict]:
 
 def check_aliases(aliases: list[str]) -> list[str]:
     """Network aliases are DNS names: letters, digits, '-', '_' and dots between labels."""
+    if not aliases:
+        return []  # (and no `import re`: ~5 ms of every run on a bridge)
     import re
     for a in aliases:
         if not re.fullmatch(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252}[A-Za-z0-9_])?", a) or ".." in a:

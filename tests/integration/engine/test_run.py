@@ -108,3 +108,24 @@ def test_same_answers_as_podman(berth, busybox_rootfs: Path) -> None:  # type: i
         subprocess.run(["podman", "rmi", "-f", name], capture_output=True)
     ours = berth("run", "--rm", "--network", "none", "busybox", "sh", "-c", script).stdout
     assert ours == theirs
+
+
+@pytest.mark.parametrize("network", ["none", "bridge"])
+def test_run_imports_only_what_it_needs(berth, tmp_path: Path, network: str) -> None:  # type: ignore[no-untyped-def]
+    """`berth run --rm` must not pay for modules whose import alone costs milliseconds
+    (the first run on a network makes its record, bridge and rules: not that one)."""
+    berth("run", "--rm", "--network", network, "busybox", "true")
+    src = str(Path(__file__).resolve().parents[3] / "src")
+    code = (f"import sys; sys.path.insert(0, {src!r}); from berth.cli.main import main; "
+            f"rc = main(['run', '--rm', '--network', {network!r}, 'busybox', 'true']); "
+            "print(rc, ' '.join(sorted(sys.modules)))")
+    env = dict(os.environ, BERTH_ROOT=str(tmp_path / "root"),
+               BERTH_RUNTIME_ROOT=str(tmp_path / "runtime"))
+    p = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
+                       text=True, env=env, timeout=60)
+    rc, _, mods = p.stdout.partition(" ")
+    assert rc == "0", p.stderr
+    heavy = {"json", "re", "enum", "socket", "subprocess", "ipaddress", "hashlib", "shutil",
+             "ctypes", "click", "dataclasses", "typing", "sqlite3", "datetime", "random",
+             "secrets", "tempfile", "asyncio", "aiohttp", "berth.engine.supervisor"}
+    assert set(mods.split()) & heavy == set()
