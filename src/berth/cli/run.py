@@ -134,8 +134,11 @@ def env_file(path: str) -> list[str]:
 
 
 def make_spec(kw: dict):
-    from berth.engine import ports, volumes
     from berth.engine.spec import ContainerSpec, parse_extra, parse_memory
+    if kw["volume"] or kw["mounts"] or kw["tmpfs"]:
+        from berth.engine import volumes
+    if kw["publish"]:
+        from berth.engine import ports
 
     envs = [e for f in kw["env_file"] for e in env_file(f)]
     envs += [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in kw["env"]]

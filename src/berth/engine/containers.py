@@ -61,8 +61,9 @@ def create(state: State, store: Store, spec: ContainerSpec) -> str:
     image_id = store.resolve(spec.image)
     image_cfg = store.config(image_id).get("config") or {}
     args = process_args(spec, image_cfg)
-    from berth.engine import volumes
-    spec.mounts = volumes.resolve(state.root, spec.mounts)
+    if spec.mounts:
+        from berth.engine import volumes
+        spec.mounts = volumes.resolve(state.root, spec.mounts)
     cid = os.urandom(32).hex()  # secrets would import base64, hmac, re: ~15 ms
     if spec.name is not None:
         check_name(spec.name)
@@ -151,10 +152,10 @@ def prepare_bundle(state: State, store: Store, c: dict) -> str:
                 f.write("".join(f"nameserver {d}\n" for d in nameservers))
             extra_mounts.append({"destination": "/etc/resolv.conf", "type": "bind",
                                  "source": resolv, "options": ["rbind", "rprivate"]})
-        from berth.engine import volumes
-        from berth.runtime.mounts import secure_join
         for m in spec.mounts:
             if m["type"] == "volume" and not m.get("nocopy"):
+                from berth.engine import volumes
+                from berth.runtime.mounts import secure_join
                 volumes.seed(state.root, m["source"], secure_join(rootfs, m["target"]))
         config = oci_config(spec, store.config(c["image_id"]).get("config") or {}, rootfs,
                             f"/berth/{c['id']}", spec.hostname or c["id"][:12], state.root)
@@ -372,14 +373,16 @@ def remove(state: State, ref: str, force: bool = False, volumes: bool = False,
         rt_delete(runtime_store(), c["id"], force=True)
     except RtNotFound:
         pass
+    spec = ContainerSpec.from_dict(json.loads(c["spec"]))
     unmount(state, c["id"])
-    release_network(state, c["id"], ContainerSpec.from_dict(json.loads(c["spec"])))
+    release_network(state, c["id"], spec)
     _rmtree(state.dir(c["id"]))
     state.remove(c["id"])
-    if volumes:
+    anonymous = [m for m in spec.mounts if m.get("anonymous")] if volumes else []
+    if anonymous:
         from berth.engine import volumes as vol
-        for m in json.loads(c["spec"]).get("mounts") or []:
-            if m.get("anonymous") and vol.exists(state.root, m["source"]):
+        for m in anonymous:
+            if vol.exists(state.root, m["source"]):
                 vol.remove(state.root, m["source"], volumes_in_use(state))
     return c["name"]
 

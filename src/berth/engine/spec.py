@@ -311,6 +311,8 @@ def _table(rootfs: str, path: str) -> list[list[str]]:
 
 
 def _user_mounts(root: str, mounts: list[dict]) -> list[dict]:
+    if not mounts:
+        return []
     from berth.engine.volumes import oci_mounts
     return oci_mounts(root, mounts)
 
