@@ -222,17 +222,11 @@ def login(registry: str, username: str, password: str, *, tls_verify: bool | Non
 
     Raises Unauthorized (berth.images.registry) when the registry refuses them.
     """
-    import asyncio
-
     from berth.images.registry import Registry
 
     creds = Credentials(username, password)
-
-    async def check() -> None:
-        async with Registry(registry, credentials=creds, tls_verify=tls_verify) as reg:
-            await reg.check_login()
-
-    asyncio.run(check())
+    with Registry(registry, credentials=creds, tls_verify=tls_verify) as reg:
+        reg.check_login()
     return store_credentials(registry, creds, path)
 
 

@@ -1,4 +1,4 @@
-"""A small blocking HTTP/1.1 client for the pull path (the main process and each unpack worker).
+"""A small blocking HTTP/1.1 client for the registry (pull, push, login; and each unpack worker).
 
 What it owns: one request at a time on a connection kept alive between
 requests; responses framed by Content-Length, the chunked transfer coding or
@@ -11,10 +11,10 @@ Why not http.client, the standard library's: importing it costs ~32 ms a
 process (it imports email.parser and ssl whatever the URL), and a pull runs a
 client in every unpack worker; five workers starting together on two cores
 took ~115 ms longer with it (docs/architecture.md, images). aiohttp (~170 ms
-to import) stays for push, login and the servers.
+to import) stays for the servers; images/ does not import it.
 
 What it must not do: decide anything about registries (auth, retries, what a
-status means: registry_pull.py does), decompress (it asks for identity), or
+status means: registry.py does), decompress (it asks for identity), or
 import more than `_socket` on the plain-http path.
 """
 

@@ -2,7 +2,7 @@
 
 The manifest is negotiated (OCI or Docker schema2, manifest or index;
 linux/amd64 chosen from an index) and verified against its digest; the
-config comes next (registry_pull, on http11: no aiohttp or asyncio on this
+config comes next (registry.py, on http11: no aiohttp or asyncio on this
 path). Each missing layer is then fetched and unpacked by an unpack worker,
 a process of its own (unpack_worker; several layers at once, so that
 unpacking uses every core rather than one under the GIL): the worker gets
@@ -29,7 +29,7 @@ from berth.images import layers, manifest_import
 from berth.images.errors import ImageFailure, ImageNotFound, RegistryError
 from berth.images.progress import Throttle, discard
 from berth.images.reference import parse
-from berth.images.registry_pull import PullRegistry
+from berth.images.registry import Registry
 from berth.oci import image as oci
 from berth.oci import jsonfast
 from berth.oci.errors import SpecError
@@ -72,7 +72,7 @@ def pull(store: Store, ref: str, tls_verify: bool | None = None,
         credentials = lookup(r.registry, r.repository)
     spares = _Spares(min(concurrency, PRESTART))
     try:
-        with PullRegistry(r.registry, credentials=credentials, tls_verify=tls_verify) as reg:
+        with Registry(r.registry, credentials=credentials, tls_verify=tls_verify) as reg:
             return _pull(store, reg, r, report, platform, concurrency, cancel, spares)
     finally:
         spares.close()
@@ -114,7 +114,7 @@ def _check(cancel: threading.Event | None) -> None:
         raise PullCancelled("pull cancelled")
 
 
-def _pull(store: Store, reg: PullRegistry, r: Reference, report: Progress, platform: str,
+def _pull(store: Store, reg: Registry, r: Reference, report: Progress, platform: str,
           concurrency: int, cancel: threading.Event | None, spares: _Spares) -> str:
     repo = r.repository
     report("", f"{r.tag or r.digest}: Pulling from {r.short}")
@@ -179,7 +179,7 @@ def _media_type(data: bytes, content_type: str, where: str) -> tuple[str, dict]:
     return mt, doc
 
 
-def _resolve_index(reg: PullRegistry, repo: str, data: bytes, content_type: str,
+def _resolve_index(reg: Registry, repo: str, data: bytes, content_type: str,
                          digest: str, platform: str) -> tuple[bytes, str, str]:
     """The platform's manifest: the document itself, or the one an index points to."""
     where = f"{reg.host}/{repo}@{digest}"
@@ -263,7 +263,7 @@ def _reap(proc: subprocess.Popen) -> None:
 class _Worker:
     """One layer's unpack worker: given its job, listened to, then committed or aborted."""
 
-    def __init__(self, store: Store, reg: PullRegistry, repo: str,
+    def __init__(self, store: Store, reg: Registry, repo: str,
                  step: manifest_import.LayerStep, report: Progress,
                  proc: subprocess.Popen) -> None:
         self.store, self.reg, self.step, self.report = store, reg, step, report
@@ -345,7 +345,7 @@ class _Worker:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
-def _fetch_layers(store: Store, reg: PullRegistry, repo: str,
+def _fetch_layers(store: Store, reg: Registry, repo: str,
                   steps: list[manifest_import.LayerStep], report: Progress,
                   concurrency: int, cancel: threading.Event | None, spares: _Spares) -> None:
     import select

@@ -7,12 +7,17 @@ repo@digest references), ask the registry to mount it from there; else upload
 it: one PUT for a small blob, PATCH chunks for a big one. The manifest goes
 last, byte for byte as stored, so its digest does not change. A failed
 upload is started again from the beginning (a few times) before giving up.
+
+Blobs go up `concurrency` at a time, each thread with its own connection
+(`Registry.sibling()`): http11's socket I/O releases the GIL. The first
+failure stops the other threads between requests and is raised; the store's
+SQLite connection is only used from the calling thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
+import threading
 
 from berth.images.errors import ImageFailure, RegistryError
 from berth.images.progress import Throttle, discard
@@ -31,22 +36,16 @@ CONCURRENCY = 4
 ATTEMPTS = 3
 
 
+class _Stopped(Exception):
+    """Another thread's blob failed: this one gives up between requests."""
+
+
 def push(store: Store, ref_or_id: str, dest_ref: str | None = None,
          tls_verify: bool | None = None, progress: Progress | None = None, *,
          credentials: Credentials | None = None, chunk_size: int = CHUNK_SIZE,
          concurrency: int = CONCURRENCY) -> str:
     """Push a local image (a name or id) to `dest_ref` (default: its own name); return the
     manifest digest."""
-    return asyncio.run(push_async(store, ref_or_id, dest_ref, tls_verify=tls_verify,
-                                  progress=progress, credentials=credentials,
-                                  chunk_size=chunk_size, concurrency=concurrency))
-
-
-async def push_async(store: Store, ref_or_id: str, dest_ref: str | None = None, *,
-                     tls_verify: bool | None = None, progress: Progress | None = None,
-                     credentials: Credentials | None = None, chunk_size: int = CHUNK_SIZE,
-                     concurrency: int = CONCURRENCY) -> str:
-    """push() for callers that already run an event loop."""
     image_id = store.resolve(ref_or_id)
     dest = parse(dest_ref or ref_or_id)
     if dest.digest and not dest.tag:
@@ -55,8 +54,8 @@ async def push_async(store: Store, ref_or_id: str, dest_ref: str | None = None, 
     if credentials is None:
         from berth.images.auth import lookup
         credentials = lookup(dest.registry, dest.repository)
-    async with Registry(dest.registry, credentials=credentials, tls_verify=tls_verify) as reg:
-        digest = await _push(store, reg, image_id, dest, report, chunk_size, concurrency)
+    with Registry(dest.registry, credentials=credentials, tls_verify=tls_verify) as reg:
+        digest = _push(store, reg, image_id, dest, report, chunk_size, concurrency)
     store.note_digest_ref(f"{dest.name}@{digest}", image_id)
     return digest
 
@@ -80,8 +79,8 @@ def mount_sources(store: Store, registry: str, repository: str) -> dict[str, lis
     return sources
 
 
-async def _push(store: Store, reg: Registry, image_id: str, dest: Reference, report: Progress,
-                chunk_size: int, concurrency: int) -> str:
+def _push(store: Store, reg: Registry, image_id: str, dest: Reference, report: Progress,
+          chunk_size: int, concurrency: int) -> str:
     repo = dest.repository
     img = store.image(image_id)
     man_bytes = store.read_blob(img["manifest"])
@@ -98,62 +97,93 @@ async def _push(store: Store, reg: Registry, image_id: str, dest: Reference, rep
     scopes = (f"repository:{repo}:pull,push", *(f"repository:{r}:pull" for r in mount_repos))
     for digest, _ in blobs[:-1]:
         report(digest, "Preparing")
-    sem = asyncio.Semaphore(concurrency)
+    paths = {digest: store.blob_path(digest) for digest, _ in blobs}
+    lock = threading.Lock()  # around the queue and the progress sink
 
-    async def one(digest: str, size: int, quiet: bool) -> None:
-        async with sem:
-            await _push_blob(store, reg, repo, digest, size, sources.get(digest, []), scopes,
-                             discard if quiet else report, chunk_size)
+    def say(id: str, status: str, current: int | None = None,
+            total: int | None = None) -> None:
+        with lock:
+            report(id, status, current, total)
 
-    tasks = [asyncio.create_task(one(d, s, i == len(blobs) - 1))
-             for i, (d, s) in enumerate(blobs)]
+    todo = list(enumerate(blobs))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def work(client: Registry) -> None:
+        try:
+            while not stop.is_set():
+                with lock:
+                    if not todo:
+                        return
+                    i, (digest, size) = todo.pop(0)
+                _push_blob(client, repo, paths[digest], digest, size, sources.get(digest, []),
+                           scopes, discard if i == len(blobs) - 1 else say, chunk_size, stop)
+        except _Stopped:
+            pass
+        except BaseException as e:
+            errors.append(e)
+            stop.set()
+        finally:
+            client.close()
+
+    reg.auth_headers(scopes)  # ping, and one token for every thread
+    threads = [threading.Thread(target=work, args=(reg.sibling(),), name=f"push-{n}",
+                                daemon=True)
+               for n in range(max(1, min(concurrency, len(blobs))))]
+    for t in threads:
+        t.start()
     try:
-        await asyncio.gather(*tasks)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for t in threads:
+            t.join()
+    finally:  # KeyboardInterrupt: the threads stop at their next request
+        stop.set()
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]
     tag = dest.tag or "latest"
-    digest = await reg.put_manifest(repo, tag, man_bytes, img["media_type"])
+    digest = reg.put_manifest(repo, tag, man_bytes, img["media_type"])
     report("", f"{tag}: digest: {digest} size: {len(man_bytes)}")
     return digest
 
 
-async def _push_blob(store: Store, reg: Registry, repo: str, digest: str, size: int,
-                     mount_from: list[str], scopes: tuple[str, ...], report: Progress,
-                     chunk_size: int) -> None:
-    if await reg.head_blob(repo, digest, scopes) is not None:
+def _push_blob(reg: Registry, repo: str, path: str, digest: str, size: int,
+               mount_from: list[str], scopes: tuple[str, ...], report: Progress,
+               chunk_size: int, stop: threading.Event) -> None:
+    if reg.head_blob(repo, digest, scopes) is not None:
         report(digest, "Layer already exists")
         return
     location = None
     for src in mount_from:
-        location = await reg.start_upload(repo, scopes, digest, mount_from=src)
+        location = reg.start_upload(repo, scopes, digest, mount_from=src)
         if location is None:
             report(digest, f"Mounted from {src}")
             return
         break  # the registry could not mount: it opened an upload instead, use it
     for attempt in range(ATTEMPTS):
+        if stop.is_set():
+            raise _Stopped
         if location is None:
-            location = await reg.start_upload(repo, scopes)
+            location = reg.start_upload(repo, scopes)
         if location is None:  # a registry may mount by digest on its own
             report(digest, "Layer already exists")
             return
         try:
-            await _upload(store, reg, location, digest, size, scopes, report, chunk_size)
+            _upload(reg, path, location, digest, size, scopes, report, chunk_size, stop)
             report(digest, "Pushed")
             return
-        except RegistryError as e:
-            await reg.cancel_upload(location, scopes)
+        except (RegistryError, _Stopped) as e:
+            reg.cancel_upload(location, scopes)
             location = None
-            if isinstance(e, Unauthorized) or attempt == ATTEMPTS - 1:
+            if isinstance(e, (Unauthorized, _Stopped)) or attempt == ATTEMPTS - 1:
                 raise
             report(digest, f"Retrying in {attempt + 1} second{'s' if attempt else ''}")
-            await asyncio.sleep(attempt + 1)
+            stop.wait(attempt + 1)
 
 
-async def _upload(store: Store, reg: Registry, location: str, digest: str, size: int,
-                  scopes: tuple[str, ...], report: Progress, chunk_size: int) -> None:
-    path = store.blob_path(digest)
+def _upload(reg: Registry, path: str, location: str, digest: str, size: int,
+            scopes: tuple[str, ...], report: Progress, chunk_size: int,
+            stop: threading.Event) -> None:
     if os.path.getsize(path) != size:
         raise ImageFailure(f"blob {digest} in the store is {os.path.getsize(path)} bytes, the "
                            f"manifest says {size}")
@@ -161,15 +191,17 @@ async def _upload(store: Store, reg: Registry, location: str, digest: str, size:
         if size <= chunk_size:
             data = f.read()
             report(digest, "Pushing", 0, size)
-            await reg.upload_monolithic(location, digest, data, scopes)
+            reg.upload_monolithic(location, digest, data, scopes)
             report(digest, "Pushing", size, size)
             return
         sent = 0
         while sent < size:
-            data = await asyncio.to_thread(f.read, chunk_size)
+            if stop.is_set():
+                raise _Stopped
+            data = f.read(chunk_size)
             if not data:
                 raise RegistryError(f"blob {digest} ended at {sent} of {size} bytes")
-            location = await reg.upload_chunk(location, data, sent, scopes)
+            location = reg.upload_chunk(location, data, sent, scopes)
             sent += len(data)
             report(digest, "Pushing", sent, size)
-    await reg.finish_upload(location, digest, scopes)
+    reg.finish_upload(location, digest, scopes)

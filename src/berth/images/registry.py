@@ -1,14 +1,27 @@
-"""A distribution-spec v2 registry client on aiohttp for push and login: uploads, auth.
+"""The registry client, on http11: ping and auth, manifests, blobs, uploads, blob streams.
 
-What it owns: the HTTP conversation with one registry host when pushing. The
-/v2/ ping tells it how to authenticate (a Basic or Bearer challenge); bearer
-tokens are fetched from the challenge's realm for the scopes a request needs
-and cached; a 401 later (an expired token, a scope not asked for) is answered
-once more. Pulls do not come here: registry_pull.py speaks to the registry
-on http11 (no aiohttp import on the pull path, see docs/architecture.md).
+What it owns: the HTTP conversation with one registry host, for pull, push
+and login. The /v2/ ping tells it how to authenticate (a Basic or Bearer
+challenge); bearer tokens are fetched from the challenge's realm for the
+scopes a request needs and cached; a 401 later (an expired token, a scope not
+asked for) is answered once more. Blob downloads are BlobStreams that resume
+after a broken connection (with Range when the server honours it, else by
+re-reading and skipping what was already delivered), so the consumer never
+sees the break. Uploads are one PUT, or PATCH chunks and a closing PUT;
+a cross-repository mount is a POST that may answer 201 at once.
 
-What it must not do: touch the store, decide which platform to pull, or read
-credential files (pull.py, push.py and auth.py do). Loopback registries
+A layer's blob is not fetched here but in its unpack worker: `blob_job` hands
+it the URL and the headers (the token included), the worker opens its own
+BlobStream with `blob_opener`, and asks this side for fresh headers when the
+registry answers 401 (an expired token): no layer byte passes through the
+main process.
+
+One Registry is one connection per origin, for one thread at a time; push
+gives each of its threads a `sibling()`, which shares the auth state.
+
+What it must not do: touch the store, decide which platform to pull, read
+credential files, or import aiohttp or asyncio (a pull's start-up cost is
+mostly imports: docs/architecture.md, images). Loopback registries
 (localhost, 127.0.0.0/8, ::1) are spoken to over plain http, as docker treats
 them as insecure by default; `tls_verify=False` elsewhere means https without
 certificate checks, falling back to http when the host does not speak TLS.
@@ -16,20 +29,16 @@ certificate checks, falling back to http when the host does not speak TLS.
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import io
 import time
-import urllib.parse
 
-import aiohttp
-
-from berth.images.errors import DigestMismatch, RegistryError
+from berth.images import http11
+from berth.images.errors import DigestMismatch, RegistryError, SizeMismatch
 from berth.images.registry_base import (
     CONNECT_RETRIES,
     MANIFEST_ACCEPT,
+    MAX_MANIFEST,
     RETRIES,
-    USER_AGENT,
+    BlobNotFound,
     NotFound,
     Unauthorized,
     Unreachable,
@@ -43,127 +52,124 @@ from berth.oci import image as oci
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Callable
 
     from berth.images.auth import Credentials
 
-_BROKEN = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError,
-           ConnectionError)
+TRANSIENT = (429, 500, 502, 503, 504)  # statuses a blob download retries like a broken connection
+
+
+def _tls_failed(host: str, e: Exception) -> RegistryError:
+    return RegistryError(f"{host}: TLS failed ({e}); for a registry without a valid "
+                         "certificate use --tls-verify=false")
 
 
 class Registry:
-    """One registry host; use `async with Registry(host) as reg:` so the session is closed."""
+    """One registry host; use `with Registry(host) as reg:` to close its connections."""
 
     def __init__(self, host: str, *, credentials: Credentials | None = None,
-                 tls_verify: bool | None = None, timeout: float = 60.0,
-                 connections: int = 8) -> None:
+                 tls_verify: bool | None = None, timeout: float = 60.0) -> None:
         self.host = host
         self.endpoint = endpoint_for(host)
         self.credentials = credentials
         self.scheme, self.tls_verify, self._fallback = transport(self.endpoint, tls_verify)
-        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout)
-        self.connections = connections
-        self._session: aiohttp.ClientSession | None = None
+        self.timeout = timeout
+        self.pool = http11.Pool(tls_verify=self.tls_verify, timeout=timeout)
         self._challenge: tuple[str, dict[str, str]] | None = None
         self._pinged = False
         self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
-        self._lock = asyncio.Lock()
 
-    # --- session -------------------------------------------------------------------
+    def sibling(self) -> Registry:
+        """Another client for this host, with its own connections, sharing the auth state
+        (the challenge as pinged, the token cache): one per thread."""
+        other = Registry(self.host, credentials=self.credentials, tls_verify=self.tls_verify,
+                         timeout=self.timeout)
+        self.ping()
+        other.scheme, other._fallback = self.scheme, False
+        other._challenge, other._pinged, other._tokens = self._challenge, True, self._tokens
+        return other
 
-    async def __aenter__(self) -> Registry:
+    def __enter__(self) -> Registry:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self.connections,
-                                             ssl=self.tls_verify)
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self.timeout, auto_decompress=False,
-                read_bufsize=1 << 20, headers={"User-Agent": USER_AGENT})
-        return self._session
+    def close(self) -> None:
+        self.pool.close()
 
     def url(self, path: str) -> str:
         return f"{self.scheme}://{self.endpoint}{path}"
 
     # --- auth ----------------------------------------------------------------------
 
-    async def ping(self) -> None:
+    def ping(self) -> None:
         """GET /v2/: learn the auth challenge (and, with tls_verify off, http or https)."""
-        async with self._lock:
-            if self._pinged:
-                return
-            try:
-                resp = await self._send("GET", self.url("/v2/"))
-            except RegistryError:
-                if not self._fallback:
-                    raise
-                self.scheme, self._fallback = "http", False
-                resp = await self._send("GET", self.url("/v2/"))
-            async with resp:
-                if resp.status == 401:
-                    header = resp.headers.get("WWW-Authenticate", "")
-                    if not header:
-                        raise Unauthorized(f"{self.host}: the registry answered 401 without a "
-                                           "WWW-Authenticate challenge")
-                    self._challenge = parse_challenge(header)
-                elif resp.status == 404:
-                    raise RegistryError(f"{self.host} is not a registry (no /v2/ endpoint)")
-                elif resp.status >= 400:
-                    raise RegistryError(f"{self.host}: /v2/: "
-                                        f"{error_text(resp.status, await resp.read())}")
-            self._pinged = True
+        if self._pinged:
+            return
+        try:
+            resp = self._send("GET", self.url("/v2/"))
+        except RegistryError:
+            if not self._fallback:
+                raise
+            self.scheme, self._fallback = "http", False
+            resp = self._send("GET", self.url("/v2/"))
+        body = _body(resp)
+        if resp.status == 401:
+            header = resp.headers.get("www-authenticate", "")
+            if not header:
+                raise Unauthorized(f"{self.host}: the registry answered 401 without a "
+                                   "WWW-Authenticate challenge")
+            self._challenge = parse_challenge(header)
+        elif resp.status == 404:
+            raise RegistryError(f"{self.host} is not a registry (no /v2/ endpoint)")
+        elif resp.status >= 400:
+            raise RegistryError(f"{self.host}: /v2/: {error_text(resp.status, body)}")
+        self._pinged = True
 
-    async def check_login(self) -> None:
+    def check_login(self) -> None:
         """Prove the credentials work (for `berth login`): Unauthorized if they do not."""
-        await self.ping()
+        self.ping()
         if self._challenge is None:
             return  # an open registry accepts anyone
         scheme, params = self._challenge
         if scheme == "basic":
             if self.credentials is None:
                 raise Unauthorized(f"{self.host}: a username and password are required")
-            resp = await self._send("GET", self.url("/v2/"), headers=self._basic_header())
-            async with resp:
-                if resp.status == 401:
-                    raise Unauthorized(f"{self.host}: login failed: wrong username or password")
-                if resp.status >= 400:
-                    raise RegistryError(f"{self.host}: login failed: "
-                                        f"{error_text(resp.status, await resp.read())}")
+            resp = self._send("GET", self.url("/v2/"), self._basic_header())
+            body = _body(resp)
+            if resp.status == 401:
+                raise Unauthorized(f"{self.host}: login failed: wrong username or password")
+            if resp.status >= 400:
+                raise RegistryError(f"{self.host}: login failed: "
+                                    f"{error_text(resp.status, body)}")
         elif scheme == "bearer":
-            await self._fetch_token(params, ())
+            self._fetch_token(params, ())
         else:
             raise RegistryError(f"{self.host}: unsupported authentication scheme {scheme!r}")
 
     def _basic_header(self) -> dict[str, str]:
+        import binascii
         assert self.credentials is not None
         raw = f"{self.credentials.username}:{self.credentials.password}".encode()
-        return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+        return {"Authorization": "Basic " + binascii.b2a_base64(raw, newline=False).decode()}
 
-    async def _auth_headers(self, scopes: tuple[str, ...]) -> dict[str, str]:
+    def auth_headers(self, scopes: tuple[str, ...], fresh: bool = False) -> dict[str, str]:
+        """The Authorization header for a request needing `scopes` (fresh: a new token)."""
         if self._challenge is None:
             return {}
         scheme, params = self._challenge
         if scheme == "basic":
             return self._basic_header() if self.credentials is not None else {}
         if scheme == "bearer":
-            token = self._tokens.get(scopes)
+            token = None if fresh else self._tokens.get(scopes)
             if token is None or token[1] < time.monotonic():
-                await self._fetch_token(params, scopes)
-                token = self._tokens[scopes]
+                token = self._fetch_token(params, scopes)
             return {"Authorization": "Bearer " + token[0]}
         return {}
 
-    async def _fetch_token(self, params: dict[str, str], scopes: tuple[str, ...]) -> None:
+    def _fetch_token(self, params: dict[str, str], scopes: tuple[str, ...]
+                     ) -> tuple[str, float]:
         realm = params.get("realm")
         if not realm:
             raise Unauthorized(f"{self.host}: bearer challenge without a realm")
@@ -173,78 +179,74 @@ class Registry:
         query += [("scope", s) for s in scopes]
         creds = self.credentials
         headers: dict[str, str] = {}
-        method, data = "GET", None
+        method, body = "GET", b""
         if creds is not None and creds.identity_token:
             method = "POST"  # an OAuth2 refresh token, as docker stores after `login`
-            data = {"grant_type": "refresh_token", "refresh_token": creds.identity_token,
-                    "service": params.get("service", ""), "client_id": "berth",
-                    "scope": " ".join(scopes)}
+            body = http11.urlencode([
+                ("grant_type", "refresh_token"), ("refresh_token", creds.identity_token),
+                ("service", params.get("service", "")), ("client_id", "berth"),
+                ("scope", " ".join(scopes))]).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
             query = []
         elif creds is not None:
             headers = self._basic_header()
             if not scopes:
                 query.append(("account", creds.username))
         sep = "&" if "?" in realm else "?"
-        url = realm + (sep + urllib.parse.urlencode(query) if query else "")
-        resp = await self._send(method, url, headers=headers, data=data)
-        async with resp:
-            body = await resp.read()
-            if resp.status in (401, 403):
-                raise Unauthorized(f"{self.host}: the token service refused the credentials "
-                                   f"({error_text(resp.status, body)}): berth login "
-                                   f"{self.host}")
-            if resp.status >= 400:
-                raise RegistryError(f"{self.host}: token service {realm}: "
-                                    f"{error_text(resp.status, body)}")
-        token, expires = token_of(body, self.host, realm)
-        self._tokens[scopes] = (token, time.monotonic() + max(expires - 10, 10))
+        url = realm + (sep + http11.urlencode(query) if query else "")
+        resp = self._send(method, url, headers, body)
+        data = _body(resp)
+        if resp.status in (401, 403):
+            raise Unauthorized(f"{self.host}: the token service refused the credentials "
+                               f"({error_text(resp.status, data)}): berth login {self.host}")
+        if resp.status >= 400:
+            raise RegistryError(f"{self.host}: token service {realm}: "
+                                f"{error_text(resp.status, data)}")
+        token, expires = token_of(data, self.host, realm)
+        self._tokens[scopes] = entry = (token, time.monotonic() + max(expires - 10, 10))
+        return entry
 
     # --- requests ------------------------------------------------------------------
 
-    async def _send(self, method: str, url: str, **kw: Any) -> aiohttp.ClientResponse:
-        """One HTTP request, with retries after connection failures when it is safe."""
-        retry = method != "PATCH"  # a chunk may have been half appended: the caller decides
-        body = kw.get("data")
+    def _send(self, method: str, url: str, headers: dict[str, str] | None = None,
+              body: bytes = b"") -> http11.Response:
+        """One HTTP request (redirects followed), retried after connection failures.
+
+        Not a PATCH: a chunk may have been half appended, the caller decides.
+        """
         for attempt in range(RETRIES + 1):
-            if isinstance(body, bytes) and len(body) > 1 << 20:
-                kw["data"] = io.BytesIO(body)  # aiohttp sends it without blocking the loop
             try:
-                return await self.session.request(method, url,
-                                                  allow_redirects=True, **kw)
-            except aiohttp.ClientSSLError as e:
-                raise RegistryError(f"{self.host}: TLS failed ({e}); for a registry without "
-                                    "a valid certificate use --tls-verify=false") from None
-            except _BROKEN as e:
+                return http11.fetch(self.pool, method, url, headers, body)[0]
+            except http11.TLSFailed as e:
+                raise _tls_failed(self.host, e) from None
+            except http11.HTTPFailure as e:
                 # refused or unresolvable: twice more; broken half way: RETRIES more times
-                limit = CONNECT_RETRIES if isinstance(e, aiohttp.ClientConnectorError) \
-                    else RETRIES
-                if not retry or attempt >= limit:
-                    raise Unreachable(f"cannot reach registry {self.host}: "
-                                      f"{e.__class__.__name__}: {e}") from None
-                await asyncio.sleep(min(0.1 * 2 ** attempt, 2.0))
+                limit = CONNECT_RETRIES if isinstance(e, http11.ConnectFailed) else RETRIES
+                if attempt >= limit or method == "PATCH":
+                    raise Unreachable(f"cannot reach registry {self.host}: {e}") from None
+                time.sleep(min(0.1 * 2 ** attempt, 2.0))
         raise AssertionError("unreachable")
 
-    async def request(self, method: str, path: str, scopes: tuple[str, ...],
-                      headers: dict[str, str] | None = None, expect: tuple[int, ...] = (200,),
-                      what: str = "", **kw: Any) -> aiohttp.ClientResponse:
-        """An authenticated request to the registry; the caller closes the response.
+    def request(self, method: str, path: str, scopes: tuple[str, ...],
+                headers: dict[str, str] | None = None, expect: tuple[int, ...] = (200,),
+                what: str = "", body: bytes = b"") -> http11.Response:
+        """An authenticated request to the registry; the caller reads and closes the response.
 
         A status outside `expect` becomes NotFound / Unauthorized / RegistryError
         with the registry's own message.
         """
-        await self.ping()
+        self.ping()
         url = path if path.startswith(("http://", "https://")) else self.url(path)
         what = what or f"{method} {path}"
         for attempt in range(3):
             h = dict(headers or {})
-            h.update(await self._auth_headers(scopes))
-            resp = await self._send(method, url, headers=h, **kw)
+            h.update(self.auth_headers(scopes))
+            resp = self._send(method, url, h, body)
             if resp.status in expect:
                 return resp
-            body = await resp.read() if method != "HEAD" else b""
-            resp.release()
+            answer = _body(resp)
             if resp.status == 401 and attempt == 0:
-                challenge = resp.headers.get("WWW-Authenticate")
+                challenge = resp.headers.get("www-authenticate")
                 if challenge:  # a new or a wider challenge: answer it once more
                     self._challenge = parse_challenge(challenge)
                     self._tokens.pop(scopes, None)
@@ -252,7 +254,7 @@ class Registry:
                                                     or self.credentials is not None):
                     continue
             if resp.status in (502, 503, 504) and method in ("GET", "HEAD") and attempt < 2:
-                await asyncio.sleep(0.2 * (attempt + 1))
+                time.sleep(0.2 * (attempt + 1))
                 continue
             break
         if resp.status == 401:
@@ -260,35 +262,64 @@ class Registry:
                 f"{self.host}: {what}: authentication required"
                 + (" (the credentials were refused)" if self.credentials else "")
                 + f": berth login {self.host}")
-        msg = f"{self.host}: {what}: {error_text(resp.status, body)}"
+        msg = f"{self.host}: {what}: {error_text(resp.status, answer)}"
         if resp.status == 404:
             raise NotFound(msg)
         raise RegistryError(msg)
 
     # --- manifests -----------------------------------------------------------------
 
-    async def head_manifest(self, repo: str, reference: str) -> dict | None:
+    def get_manifest(self, repo: str, reference: str) -> tuple[bytes, str, str]:
+        """(bytes, media type, digest) of a manifest or index, by tag or digest, verified."""
+        what = f"manifest {repo}:{reference}" if ":" not in reference \
+            else f"manifest {repo}@{reference}"
+        try:
+            resp = self.request("GET", f"/v2/{repo}/manifests/{reference}",
+                                (f"repository:{repo}:pull",),
+                                headers={"Accept": MANIFEST_ACCEPT}, what=what)
+        except NotFound:
+            raise NotFound(f"{self.host}/{repo}: {what} not found in the registry") from None
+        try:
+            if (resp.length or 0) > MAX_MANIFEST:
+                raise RegistryError(f"{self.host}: {what} is larger than 4 MiB: refused")
+            data = resp.read_all(MAX_MANIFEST)
+        except http11.HTTPFailure as e:
+            if "answer over" in str(e):
+                raise RegistryError(f"{self.host}: {what} is larger than 4 MiB: refused") \
+                    from None
+            raise Unreachable(f"cannot reach registry {self.host}: {e}") from None
+        finally:
+            resp.close()
+        header_digest = resp.headers.get("docker-content-digest")
+        content_type = resp.headers.get("content-type", "").partition(";")[0].strip()
+        digest = oci.sha256(data)
+        if reference.startswith("sha256:") and digest != reference:
+            raise DigestMismatch(f"{self.host}/{repo}: manifest", reference, digest)
+        if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
+            raise DigestMismatch(f"{self.host}/{repo}: {what}", header_digest, digest)
+        return data, content_type, digest
+
+    def head_manifest(self, repo: str, reference: str) -> dict | None:
         """A descriptor {mediaType, digest, size} for a manifest, or None if absent."""
         try:
-            resp = await self.request("HEAD", f"/v2/{repo}/manifests/{reference}",
-                                      (f"repository:{repo}:pull",),
-                                      headers={"Accept": MANIFEST_ACCEPT})
+            resp = self.request("HEAD", f"/v2/{repo}/manifests/{reference}",
+                                (f"repository:{repo}:pull",),
+                                headers={"Accept": MANIFEST_ACCEPT})
         except NotFound:
             return None
-        async with resp:
-            return {"mediaType": resp.headers.get("Content-Type", ""),
-                    "digest": resp.headers.get("Docker-Content-Digest", ""),
-                    "size": resp.content_length or 0}
+        resp.close()
+        return {"mediaType": resp.headers.get("content-type", ""),
+                "digest": resp.headers.get("docker-content-digest", ""),
+                "size": resp.length or 0}
 
-    async def put_manifest(self, repo: str, reference: str, data: bytes,
-                           media_type: str) -> str:
+    def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
         """Upload a manifest under a tag (or its digest); return the digest."""
-        resp = await self.request("PUT", f"/v2/{repo}/manifests/{reference}",
-                                  (f"repository:{repo}:pull,push",),
-                                  headers={"Content-Type": media_type}, data=data,
-                                  expect=(201, 200), what=f"push manifest {repo}:{reference}")
-        async with resp:
-            got = resp.headers.get("Docker-Content-Digest")
+        resp = self.request("PUT", f"/v2/{repo}/manifests/{reference}",
+                            (f"repository:{repo}:pull,push",),
+                            headers={"Content-Type": media_type}, body=data,
+                            expect=(201, 200), what=f"push manifest {repo}:{reference}")
+        _body(resp)
+        got = resp.headers.get("docker-content-digest")
         digest = oci.sha256(data)
         if got and got != digest:
             raise DigestMismatch(f"{self.host}/{repo}: pushed manifest", digest, got)
@@ -296,74 +327,258 @@ class Registry:
 
     # --- blobs ---------------------------------------------------------------------
 
-    async def head_blob(self, repo: str, digest: str, scopes: tuple[str, ...] = ()) -> int | None:
+    def blob_job(self, repo: str, digest: str) -> tuple[str, dict[str, str]]:
+        """(URL, headers) with which an unpack worker fetches a blob itself."""
+        self.ping()
+        return (self.url(f"/v2/{repo}/blobs/{digest}"),
+                self.auth_headers((f"repository:{repo}:pull",)))
+
+    def open_blob(self, repo: str, digest: str, size: int | None = None,
+                  on_data: Callable[[int], None] | None = None) -> BlobStream:
+        url, headers = self.blob_job(repo, digest)
+        what = f"{self.host}/{repo}: blob {digest}"
+        scopes = (f"repository:{repo}:pull",)
+        opener = blob_opener(self.pool, url, headers, what, self.host,
+                             lambda: self.auth_headers(scopes, fresh=True))
+        return BlobStream(opener, what, size, on_data)
+
+    def get_blob(self, repo: str, digest: str, size: int | None = None,
+                 limit: int = MAX_MANIFEST) -> bytes:
+        """A small blob (a config) in memory, verified against its digest and size."""
+        if size is not None and size > limit:
+            raise RegistryError(f"{self.host}/{repo}: blob {digest} is {size} bytes: too big "
+                                "to hold in memory")
+        stream = self.open_blob(repo, digest, size)
+        chunks = []
+        try:
+            while data := stream.read(1 << 20):
+                chunks.append(data)
+                if stream.offset > limit:
+                    raise RegistryError(f"{self.host}/{repo}: blob {digest} is larger than "
+                                        f"{limit} bytes: refused")
+        finally:
+            stream.close()
+        blob = b"".join(chunks)
+        got = oci.sha256(blob)
+        if got != digest:
+            raise DigestMismatch(f"{self.host}/{repo}: blob", digest, got)
+        return blob
+
+    def head_blob(self, repo: str, digest: str, scopes: tuple[str, ...] = ()) -> int | None:
         """The size of a blob in `repo`, or None if the registry does not have it there."""
         try:
-            resp = await self.request("HEAD", f"/v2/{repo}/blobs/{digest}",
-                                      scopes or (f"repository:{repo}:pull",))
+            resp = self.request("HEAD", f"/v2/{repo}/blobs/{digest}",
+                                scopes or (f"repository:{repo}:pull",))
         except NotFound:
             return None
-        async with resp:
-            return resp.content_length
+        resp.close()
+        return resp.length
 
     # --- uploads -------------------------------------------------------------------
 
-    async def start_upload(self, repo: str, scopes: tuple[str, ...], digest: str | None = None,
-                           mount_from: str | None = None) -> str | None:
+    def start_upload(self, repo: str, scopes: tuple[str, ...], digest: str | None = None,
+                     mount_from: str | None = None) -> str | None:
         """POST an upload: None if the blob was mounted from `mount_from`, else the location."""
         path = f"/v2/{repo}/blobs/uploads/"
         if mount_from and digest:
-            path += "?" + urllib.parse.urlencode({"mount": digest, "from": mount_from})
-        resp = await self.request("POST", path, scopes, expect=(201, 202),
-                                  what=f"start upload to {repo}")
-        async with resp:
-            if resp.status == 201:
-                return None
-            location = resp.headers.get("Location")
+            path += "?" + http11.urlencode([("mount", digest), ("from", mount_from)])
+        resp = self.request("POST", path, scopes, expect=(201, 202),
+                            what=f"start upload to {repo}")
+        _body(resp)
+        if resp.status == 201:
+            return None
+        location = resp.headers.get("location")
         if not location:
             raise RegistryError(f"{self.host}: upload to {repo}: no Location in the answer")
-        return self._absolute(location)
+        return http11.join_url(self.url("/"), location)
 
-    def _absolute(self, location: str) -> str:
-        return urllib.parse.urljoin(self.url("/"), location)
+    def upload_monolithic(self, location: str, digest: str, data: bytes,
+                          scopes: tuple[str, ...]) -> None:
+        """PUT a whole blob into an upload started with start_upload."""
+        resp = self.request("PUT", _with_query(location, digest=digest), scopes, body=data,
+                            expect=(201,), headers={"Content-Type": "application/octet-stream"},
+                            what=f"upload blob {digest}")
+        _body(resp)
 
-    async def upload_monolithic(self, location: str, digest: str, data: bytes,
-                                scopes: tuple[str, ...]) -> None:
-        url = _with_query(location, digest=digest)
-        resp = await self.request("PUT", url, scopes, data=data, expect=(201,),
-                                  headers={"Content-Type": "application/octet-stream"},
-                                  what=f"upload blob {digest}")
-        resp.release()
-
-    async def upload_chunk(self, location: str, data: bytes, start: int,
-                           scopes: tuple[str, ...]) -> str:
+    def upload_chunk(self, location: str, data: bytes, start: int,
+                     scopes: tuple[str, ...]) -> str:
         """PATCH one chunk at `start`; return the location for the next one."""
         headers = {"Content-Type": "application/octet-stream",
                    "Content-Range": f"{start}-{start + len(data) - 1}"}
-        resp = await self.request("PATCH", location, scopes, data=data, headers=headers,
-                                  expect=(202,), what="upload chunk")
-        async with resp:
-            nxt = resp.headers.get("Location")
-            rng = resp.headers.get("Range")
-        if rng and rng.rpartition("-")[2].isdigit() \
-                and int(rng.rpartition("-")[2]) != start + len(data) - 1:
+        resp = self.request("PATCH", location, scopes, headers=headers, body=data,
+                            expect=(202,), what="upload chunk")
+        _body(resp)
+        nxt = resp.headers.get("location")
+        end = resp.headers.get("range", "").rpartition("-")[2]
+        if end.isdigit() and int(end) != start + len(data) - 1:
             raise RegistryError(f"{self.host}: upload chunk at {start}: the registry holds "
-                                f"{rng}, expected 0-{start + len(data) - 1}")
-        return self._absolute(nxt) if nxt else location
+                                f"{resp.headers['range']}, expected 0-{start + len(data) - 1}")
+        return http11.join_url(self.url("/"), nxt) if nxt else location
 
-    async def finish_upload(self, location: str, digest: str, scopes: tuple[str, ...]) -> None:
-        resp = await self.request("PUT", _with_query(location, digest=digest), scopes,
-                                  expect=(201,), data=b"", what=f"finish upload of {digest}")
-        resp.release()
+    def finish_upload(self, location: str, digest: str, scopes: tuple[str, ...]) -> None:
+        """The closing PUT of a chunked upload, naming the digest."""
+        resp = self.request("PUT", _with_query(location, digest=digest), scopes,
+                            expect=(201,), what=f"finish upload of {digest}")
+        _body(resp)
 
-    async def cancel_upload(self, location: str, scopes: tuple[str, ...]) -> None:
+    def cancel_upload(self, location: str, scopes: tuple[str, ...]) -> None:
+        """DELETE an upload that failed (best effort)."""
         try:
-            resp = await self.request("DELETE", location, scopes, expect=(204, 404))
-            resp.release()
+            _body(self.request("DELETE", location, scopes, expect=(204, 404)))
         except RegistryError:
             pass
 
 
 def _with_query(url: str, **params: str) -> str:
     sep = "&" if "?" in url else "?"
-    return url + sep + urllib.parse.urlencode(params)
+    return url + sep + http11.urlencode(list(params.items()))
+
+
+def _body(resp: http11.Response, limit: int = 1 << 16) -> bytes:
+    """An error or small answer's body, read and the response closed (b"" if it breaks)."""
+    try:
+        data = resp.read_all(limit)
+    except http11.HTTPFailure:
+        data = b""
+    resp.close()
+    return data
+
+
+def blob_opener(pool: http11.Pool, url: str, headers: dict[str, str], what: str, host: str,
+                reauth: Callable[[], dict[str, str]] | None = None
+                ) -> Callable[[int], http11.Response]:
+    """open(offset) -> a 200 or 206 response for the blob from `offset` on.
+
+    Unreachable (which a BlobStream retries) for a broken connection or a
+    transient status; a 401 asks `reauth` for new headers once (a token that
+    expired) before it is Unauthorized; a 404 is BlobNotFound.
+    """
+    current = dict(headers)
+
+    def open_(offset: int) -> http11.Response:
+        nonlocal current
+        for attempt in (0, 1):
+            h = dict(current)
+            if offset:
+                h["Range"] = f"bytes={offset}-"
+            try:
+                resp = http11.fetch(pool, "GET", url, h)[0]
+            except http11.TLSFailed as e:
+                raise _tls_failed(host, e) from None
+            except http11.HTTPFailure as e:
+                raise Unreachable(f"cannot reach registry {host}: {e}") from None
+            if resp.status in (200, 206):
+                return resp
+            body = _body(resp)
+            if resp.status == 401 and attempt == 0 and reauth is not None:
+                current = reauth()
+                continue
+            break
+        if resp.status == 401:
+            raise Unauthorized(f"{what}: authentication required: berth login {host}")
+        if resp.status == 404:
+            raise BlobNotFound(f"{what} not found in the registry")
+        if resp.status in TRANSIENT:
+            raise Unreachable(f"{what}: {error_text(resp.status, body)}")
+        raise RegistryError(f"{what}: {error_text(resp.status, body)}")
+
+    return open_
+
+
+class BlobStream:
+    """A blob download that survives broken connections; read() never repeats a byte.
+
+    After a break it asks for `Range: bytes=<offset>-`; a server that answers
+    200 instead of 206 sends the whole blob again, and the bytes already
+    delivered are skipped. A response that ends cleanly before `size` is a
+    truncated blob (an error, not retried); one longer than `size` is refused.
+    """
+
+    def __init__(self, open_: Callable[[int], http11.Response], what: str, size: int | None,
+                 on_data: Callable[[int], None] | None = None) -> None:
+        self.open_ = open_
+        self.what = what
+        self.size = size
+        self.on_data = on_data
+        self.offset = 0
+        self.resp: http11.Response | None = None
+        self.skip = 0
+        self.eof = False
+        self.failures = 0
+        self.restarts = 0
+        self.last_break = -1
+
+    def _open(self) -> None:
+        resp = self.open_(self.offset)
+        start = 0
+        if resp.status == 206:
+            rng = resp.headers.get("content-range", "")
+            if not rng.startswith(f"bytes {self.offset}-"):
+                resp.close()
+                raise RegistryError(f"{self.what}: asked for bytes from {self.offset}, got "
+                                    f"{rng or 'no Content-Range'}")
+            start = self.offset
+        self.skip = self.offset - start  # a 200 after a break: the bytes we had come again
+        if self.size is not None and resp.length is not None \
+                and resp.length != self.size - start:
+            resp.close()
+            raise SizeMismatch(self.what, self.size, start + resp.length)
+        self.resp = resp
+
+    def _broken(self, e: BaseException) -> None:
+        """Count a break (breaks in a row without a byte of progress give up) and wait."""
+        if self.resp is not None:
+            self.resp.keep = False
+            self.resp.close()
+            self.resp = None
+        self.failures = 1 if self.offset > self.last_break else self.failures + 1
+        self.last_break = self.offset
+        self.restarts += 1
+        if self.failures > RETRIES or self.restarts > 10 * RETRIES:
+            raise RegistryError(f"{self.what}: download failed after {self.restarts} attempts "
+                                f"at byte {self.offset}: {e.__class__.__name__}: {e}") from None
+        time.sleep(min(0.05 * 2 ** (self.failures - 1), 2.0))
+
+    def read(self, n: int = 1 << 20) -> bytes:
+        """Up to n bytes; b"" at the end of the blob."""
+        while not self.eof:
+            if self.resp is None:
+                try:
+                    self._open()
+                except Unreachable as e:
+                    self._broken(e)
+                    continue
+            assert self.resp is not None
+            try:
+                data = self.resp.read(n)
+            except http11.HTTPFailure as e:
+                self._broken(e)
+                continue
+            if not data:
+                self.resp.close()
+                self.resp = None
+                if self.skip:
+                    self._broken(ConnectionError("short answer after a restart"))
+                    continue
+                if self.size is not None and self.offset < self.size:
+                    raise SizeMismatch(f"{self.what} is truncated", self.size, self.offset)
+                self.eof = True
+                break
+            if self.skip:
+                drop = min(self.skip, len(data))
+                self.skip -= drop
+                data = data[drop:]
+                if not data:
+                    continue
+            self.offset += len(data)
+            if self.size is not None and self.offset > self.size:
+                raise SizeMismatch(self.what, self.size, self.offset)
+            if self.on_data is not None:
+                self.on_data(self.offset)
+            return data
+        return b""
+
+    def close(self) -> None:
+        if self.resp is not None:
+            self.resp.close()
+            self.resp = None

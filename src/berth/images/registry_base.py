@@ -1,9 +1,9 @@
-"""What both registry clients share, without either one's HTTP library: errors, hosts, challenges.
+"""The registry client's pure parts, without HTTP: errors, hosts, transport rules, challenges.
 
-registry.py (aiohttp: push and login) and registry_pull.py (http11: pull, in
-the main process and in each unpack worker) import these; nothing here may
-import an HTTP library, asyncio or ipaddress (an IPv6 literal excepted), so
-that an unpack worker starts lean.
+registry.py (the client, on http11: pull, push and login, in the main
+process and in each unpack worker) imports these; nothing here may import an
+HTTP library, asyncio or ipaddress (an IPv6 literal excepted), so that an
+unpack worker starts lean, and so that they are tested without a server.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ from berth.images.errors import ImageFailure, RegistryError, SizeMismatch
 from berth.images.pull import PullCancelled, pull_async
 from berth.images.registry import Registry
 from berth.images.registry_base import Unauthorized, is_loopback, parse_challenge
-from berth.images.registry_pull import PullRegistry
 from berth.images.store import Store
 from berth.oci import image as oci
 
@@ -53,14 +52,12 @@ def test_parse_challenge(header: str, scheme: str, params: dict) -> None:
 def test_loopback_hosts_are_spoken_to_over_http(host: str, loop: bool) -> None:
     assert is_loopback(host) is loop
     assert Registry(host).scheme == ("http" if loop else "https")
-    assert PullRegistry(host).scheme == ("http" if loop else "https")
 
 
-@pytest.mark.parametrize("client", [Registry, PullRegistry])
-def test_tls_verify_false_elsewhere_means_unverified_https(client: type) -> None:
-    reg = client("registry.example:5000", tls_verify=False)
+def test_tls_verify_false_elsewhere_means_unverified_https() -> None:
+    reg = Registry("registry.example:5000", tls_verify=False)
     assert (reg.scheme, reg.tls_verify) == ("https", False)
-    assert client("docker.io").endpoint == "registry-1.docker.io"
+    assert Registry("docker.io").endpoint == "registry-1.docker.io"
 
 
 # --- a fake registry ---------------------------------------------------------------------
@@ -296,20 +293,20 @@ def test_basic_auth_and_check_login() -> None:
     async def main() -> None:
         async with FakeRegistry() as fake:
             fake.auth = "basic"
-            async with Registry(fake.host, credentials=Credentials("u", "p")) as reg:
-                await reg.check_login()
-            async with Registry(fake.host, credentials=Credentials("u", "x")) as reg:
-                with pytest.raises(Unauthorized, match="wrong username or password"):
-                    await reg.check_login()
-            with PullRegistry(fake.host) as pull_reg, \
+            with Registry(fake.host, credentials=Credentials("u", "p")) as reg:
+                await asyncio.to_thread(reg.check_login)
+            with Registry(fake.host, credentials=Credentials("u", "x")) as reg, \
+                    pytest.raises(Unauthorized, match="wrong username or password"):
+                await asyncio.to_thread(reg.check_login)
+            with Registry(fake.host) as reg, \
                     pytest.raises(Unauthorized, match="authentication required"):
-                await asyncio.to_thread(pull_reg.get_manifest, "a/b", "1")
-            with PullRegistry(fake.host, credentials=Credentials("u", "x")) as pull_reg, \
+                await asyncio.to_thread(reg.get_manifest, "a/b", "1")
+            with Registry(fake.host, credentials=Credentials("u", "x")) as reg, \
                     pytest.raises(Unauthorized, match="the credentials were refused"):
-                await asyncio.to_thread(pull_reg.get_manifest, "a/b", "1")
+                await asyncio.to_thread(reg.get_manifest, "a/b", "1")
             fake.add_image("a/b:1", {"f": b"x"})
-            with PullRegistry(fake.host, credentials=Credentials("u", "p")) as pull_reg:
-                data, _, _ = await asyncio.to_thread(pull_reg.get_manifest, "a/b", "1")
+            with Registry(fake.host, credentials=Credentials("u", "p")) as reg:
+                data, _, _ = await asyncio.to_thread(reg.get_manifest, "a/b", "1")
             assert data == fake.manifests["a/b:1"][0]
     run(main())
 
@@ -340,7 +337,7 @@ def test_blob_stream_resumes_at_the_right_byte() -> None:
             fake.blobs[digest] = data
             for ranges in (True, False):
                 fake.cut_after, fake.cuts_left, fake.ranges = 60_000, 3, ranges
-                with PullRegistry(fake.host) as reg:
+                with Registry(fake.host) as reg:
                     stream = await asyncio.to_thread(reg.open_blob, "x/y", digest, len(data))
                     got = bytearray()
                     while chunk := await asyncio.to_thread(stream.read, 10_000):
