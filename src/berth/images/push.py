@@ -126,7 +126,8 @@ def _push(store: Store, reg: Registry, image_id: str, dest: Reference, report: P
         finally:
             client.close()
 
-    reg.auth_headers(scopes)  # ping, and one token for every thread
+    reg.ping()
+    reg.auth_headers(scopes)  # one token, which every thread's sibling shares
     threads = [threading.Thread(target=work, args=(reg.sibling(),), name=f"push-{n}",
                                 daemon=True)
                for n in range(max(1, min(concurrency, len(blobs))))]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gzip
 import io
 import json
@@ -22,6 +23,7 @@ from aiohttp import web
 from berth.images.auth import Credentials
 from berth.images.errors import ImageFailure, RegistryError, SizeMismatch
 from berth.images.pull import PullCancelled, pull_async
+from berth.images.push import push
 from berth.images.registry import Registry
 from berth.images.registry_base import Unauthorized, is_loopback, parse_challenge
 from berth.images.store import Store
@@ -92,6 +94,13 @@ class FakeRegistry:
         self.port = 0
         self.expire_once: set[str] = set()  # blobs whose first GET finds the token expired
         self.revoked: set[str] = set()
+        self.uploads: dict[str, bytearray] = {}  # open uploads by id
+        self.upload_log: list[str] = []  # "POST", "PATCH <range>", "PUT <digest>", "DELETE"
+        self.refuse: set[str] = set()  # digests whose upload is answered 400
+        self.open_uploads = 0
+        self.most_open = 0
+        self.together = 0  # if set: a POST waits (up to 10 s) until this many uploads are open
+        self.opened = asyncio.Event()
 
     def add_image(self, repo_tag: str, files: dict[str, bytes],
                   man_type: str = oci.OCI_MANIFEST,
@@ -204,10 +213,62 @@ class FakeRegistry:
         await resp.write_eof()
         return resp
 
+    async def start_upload(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._challenge(request)
+        self.upload_log.append("POST")
+        uid = f"u{len(self.upload_log)}"
+        self.uploads[uid] = bytearray()
+        self.open_uploads += 1
+        self.most_open = max(self.most_open, self.open_uploads)
+        if self.open_uploads >= self.together:
+            self.opened.set()
+        elif not self.opened.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.opened.wait(), 10)
+        return web.Response(status=202, headers={
+            "Location": f"/v2/{request.match_info['repo']}/blobs/uploads/{uid}?_state=x"})
+
+    async def upload(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._challenge(request)
+        uid, data = request.match_info["uid"], await request.read()
+        if request.method == "DELETE":
+            self.upload_log.append("DELETE")
+            self.open_uploads -= 1
+            self.uploads.pop(uid, None)
+            return web.Response(status=204)
+        if request.method == "PATCH":
+            self.upload_log.append(f"PATCH {request.headers['Content-Range']}")
+            self.uploads[uid] += data
+            return web.Response(status=202, headers={
+                "Location": request.path_qs, "Range": f"0-{len(self.uploads[uid]) - 1}"})
+        digest = request.query["digest"]
+        self.upload_log.append(f"PUT {digest}")
+        if digest in self.refuse:
+            return web.json_response({"errors": [{"code": "DIGEST_INVALID",
+                                                  "message": "refused"}]}, status=400)
+        blob = bytes(self.uploads.pop(uid) + data)
+        self.open_uploads -= 1
+        assert oci.sha256(blob) == digest
+        self.blobs[digest] = blob
+        return web.Response(status=201, headers={"Docker-Content-Digest": digest})
+
+    async def put_manifest(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._challenge(request)
+        data = await request.read()
+        key = request.match_info["repo"] + ":" + request.match_info["ref"]
+        self.manifests[key] = (data, request.headers["Content-Type"])
+        return web.Response(status=201, headers={"Docker-Content-Digest": oci.sha256(data)})
+
     async def __aenter__(self) -> FakeRegistry:
         app = web.Application()
         app.router.add_get("/v2/", self.ping)
         app.router.add_get("/token", self.token)
+        app.router.add_post("/v2/{repo:.+}/blobs/uploads/", self.start_upload)
+        app.router.add_route("*", "/v2/{repo:.+}/blobs/uploads/{uid}", self.upload)
+        app.router.add_put("/v2/{repo:.+}/manifests/{ref}", self.put_manifest)
         app.router.add_route("*", "/v2/{repo:.+}/manifests/{ref}", self.manifest)
         app.router.add_route("*", "/v2/{repo:.+}/blobs/{digest}", self.blob)
         self.runner = web.AppRunner(app, access_log=None)
@@ -428,6 +489,73 @@ def test_one_bad_layer_stops_the_others_and_leaves_nothing_half_done(store: Stor
             assert workers() == []  # every unpack worker killed and reaped
     run(main())
     clean(store)
+
+
+# --- push --------------------------------------------------------------------------------
+
+
+def push_in_thread(store: Store, *args: object, **kw: object) -> str:
+    """push() off the event loop, on a connection to the store of its own thread's."""
+    def in_thread() -> str:
+        own = Store(store.root)
+        try:
+            return push(own, *args, **kw)  # type: ignore[arg-type]
+        finally:
+            own.close()
+    return asyncio.to_thread(in_thread)  # type: ignore[return-value]
+
+
+def test_push_in_threads_shares_one_token_and_chunks_big_blobs(store: Store) -> None:
+    async def main() -> None:
+        async with FakeRegistry() as source, FakeRegistry() as dest:
+            source.add_image("a/b:1", {"small": b"s" * 1000},
+                             more_layers=tuple({f"big{i}": os.urandom(100_000)}
+                                               for i in range(3)))
+            image_id = await pull_async(store, f"{source.host}/a/b:1")
+            dest.auth, dest.together = "bearer", 3
+            events: list[tuple[str, str]] = []
+            digest = await push_in_thread(
+                store, image_id, f"{dest.host}/team/app:2",
+                progress=lambda id, status, *_: events.append((id, status)),
+                credentials=Credentials("u", "p"), chunk_size=64 << 10, concurrency=3)
+            man = dest.manifests["team/app:2"][0]
+            assert digest == oci.sha256(man) == store.image(image_id)["manifest"]
+            assert set(dest.blobs) == set(source.blobs)
+            assert len(dest.token_requests) == 1  # every thread used the one token
+            assert dest.token_requests[0]["scopes"] == ["repository:team/app:pull,push"]
+            assert dest.most_open == 3  # three blobs went up at once
+            assert sum(e.startswith("PATCH 65536-") for e in dest.upload_log) == 3
+            assert sorted(s for _, s in events if s == "Pushed") == ["Pushed"] * 4
+            # a second push finds every blob there (HEAD) and uploads nothing
+            log = len(dest.upload_log)
+            events.clear()
+            await push_in_thread(store, image_id, f"{dest.host}/team/app:2",
+                                 progress=lambda id, status, *_: events.append((id, status)),
+                                 credentials=Credentials("u", "p"))
+            assert len(dest.upload_log) == log
+            assert [s for _, s in events].count("Layer already exists") == 4
+    run(main())
+
+
+def test_a_refused_blob_stops_the_push_and_cancels_the_other_uploads(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from berth.images import push as pushing
+    monkeypatch.setattr(pushing, "ATTEMPTS", 1)
+
+    async def main() -> None:
+        async with FakeRegistry() as source, FakeRegistry() as dest:
+            _, first = source.add_image("a/b:1", {"small": b"s" * 1000},
+                                        more_layers=tuple({f"big{i}": os.urandom(300_000)}
+                                                          for i in range(3)))
+            image_id = await pull_async(store, f"{source.host}/a/b:1")
+            dest.refuse = {oci.sha256(first)}
+            with pytest.raises(RegistryError, match="digest invalid: refused"):
+                await push_in_thread(store, image_id, f"{dest.host}/team/app:2",
+                                     chunk_size=64 << 10, concurrency=4)
+            assert "team/app:2" not in dest.manifests
+            assert dest.open_uploads == 0  # each upload either finished or was cancelled
+            assert "DELETE" in dest.upload_log
+    run(main())
 
 
 def workers() -> list:
