@@ -1,14 +1,13 @@
-"""The registry client, on http11: ping and auth, manifests, blobs, uploads, blob streams.
+"""The registry client, on http11: ping and auth, manifests, blobs, uploads.
 
 What it owns: the HTTP conversation with one registry host, for pull, push
 and login. The /v2/ ping tells it how to authenticate (a Basic or Bearer
 challenge); bearer tokens are fetched from the challenge's realm for the
 scopes a request needs and cached; a 401 later (an expired token, a scope not
-asked for) is answered once more. Blob downloads are BlobStreams that resume
-after a broken connection (with Range when the server honours it, else by
-re-reading and skipping what was already delivered), so the consumer never
-sees the break. Uploads are one PUT, or PATCH chunks and a closing PUT;
-a cross-repository mount is a POST that may answer 201 at once.
+asked for) is answered once more. Blob downloads are BlobStreams
+(blob_stream.py), which resume after a broken connection. Uploads are one
+PUT, or PATCH chunks and a closing PUT; a cross-repository mount is a POST
+that may answer 201 at once.
 
 A layer's blob is not fetched here but in its unpack worker: `blob_job` hands
 it the URL and the headers (the token included), the worker opens its own
@@ -32,13 +31,13 @@ from __future__ import annotations
 import time
 
 from berth.images import http11
-from berth.images.errors import DigestMismatch, RegistryError, SizeMismatch
+from berth.images.blob_stream import BlobStream, blob_opener, read_small, tls_failed
+from berth.images.errors import DigestMismatch, RegistryError
 from berth.images.registry_base import (
     CONNECT_RETRIES,
     MANIFEST_ACCEPT,
     MAX_MANIFEST,
     RETRIES,
-    BlobNotFound,
     NotFound,
     Unauthorized,
     Unreachable,
@@ -55,13 +54,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from berth.images.auth import Credentials
-
-TRANSIENT = (429, 500, 502, 503, 504)  # statuses a blob download retries like a broken connection
-
-
-def _tls_failed(host: str, e: Exception) -> RegistryError:
-    return RegistryError(f"{host}: TLS failed ({e}); for a registry without a valid "
-                         "certificate use --tls-verify=false")
 
 
 class Registry:
@@ -114,7 +106,7 @@ class Registry:
                 raise
             self.scheme, self._fallback = "http", False
             resp = self._send("GET", self.url("/v2/"))
-        body = _body(resp)
+        body = read_small(resp)
         if resp.status == 401:
             header = resp.headers.get("www-authenticate", "")
             if not header:
@@ -137,7 +129,7 @@ class Registry:
             if self.credentials is None:
                 raise Unauthorized(f"{self.host}: a username and password are required")
             resp = self._send("GET", self.url("/v2/"), self._basic_header())
-            body = _body(resp)
+            body = read_small(resp)
             if resp.status == 401:
                 raise Unauthorized(f"{self.host}: login failed: wrong username or password")
             if resp.status >= 400:
@@ -195,7 +187,7 @@ class Registry:
         sep = "&" if "?" in realm else "?"
         url = realm + (sep + http11.urlencode(query) if query else "")
         resp = self._send(method, url, headers, body)
-        data = _body(resp)
+        data = read_small(resp)
         if resp.status in (401, 403):
             raise Unauthorized(f"{self.host}: the token service refused the credentials "
                                f"({error_text(resp.status, data)}): berth login {self.host}")
@@ -218,7 +210,7 @@ class Registry:
             try:
                 return http11.fetch(self.pool, method, url, headers, body)[0]
             except http11.TLSFailed as e:
-                raise _tls_failed(self.host, e) from None
+                raise tls_failed(self.host, e) from None
             except http11.HTTPFailure as e:
                 # refused or unresolvable: twice more; broken half way: RETRIES more times
                 limit = CONNECT_RETRIES if isinstance(e, http11.ConnectFailed) else RETRIES
@@ -244,7 +236,7 @@ class Registry:
             resp = self._send(method, url, h, body)
             if resp.status in expect:
                 return resp
-            answer = _body(resp)
+            answer = read_small(resp)
             if resp.status == 401 and attempt == 0:
                 challenge = resp.headers.get("www-authenticate")
                 if challenge:  # a new or a wider challenge: answer it once more
@@ -318,7 +310,7 @@ class Registry:
                             (f"repository:{repo}:pull,push",),
                             headers={"Content-Type": media_type}, body=data,
                             expect=(201, 200), what=f"push manifest {repo}:{reference}")
-        _body(resp)
+        read_small(resp)
         got = resp.headers.get("docker-content-digest")
         digest = oci.sha256(data)
         if got and got != digest:
@@ -384,7 +376,7 @@ class Registry:
             path += "?" + http11.urlencode([("mount", digest), ("from", mount_from)])
         resp = self.request("POST", path, scopes, expect=(201, 202),
                             what=f"start upload to {repo}")
-        _body(resp)
+        read_small(resp)
         if resp.status == 201:
             return None
         location = resp.headers.get("location")
@@ -398,7 +390,7 @@ class Registry:
         resp = self.request("PUT", _with_query(location, digest=digest), scopes, body=data,
                             expect=(201,), headers={"Content-Type": "application/octet-stream"},
                             what=f"upload blob {digest}")
-        _body(resp)
+        read_small(resp)
 
     def upload_chunk(self, location: str, data: bytes, start: int,
                      scopes: tuple[str, ...]) -> str:
@@ -407,7 +399,7 @@ class Registry:
                    "Content-Range": f"{start}-{start + len(data) - 1}"}
         resp = self.request("PATCH", location, scopes, headers=headers, body=data,
                             expect=(202,), what="upload chunk")
-        _body(resp)
+        read_small(resp)
         nxt = resp.headers.get("location")
         end = resp.headers.get("range", "").rpartition("-")[2]
         if end.isdigit() and int(end) != start + len(data) - 1:
@@ -419,12 +411,12 @@ class Registry:
         """The closing PUT of a chunked upload, naming the digest."""
         resp = self.request("PUT", _with_query(location, digest=digest), scopes,
                             expect=(201,), what=f"finish upload of {digest}")
-        _body(resp)
+        read_small(resp)
 
     def cancel_upload(self, location: str, scopes: tuple[str, ...]) -> None:
         """DELETE an upload that failed (best effort)."""
         try:
-            _body(self.request("DELETE", location, scopes, expect=(204, 404)))
+            read_small(self.request("DELETE", location, scopes, expect=(204, 404)))
         except RegistryError:
             pass
 
@@ -432,153 +424,3 @@ class Registry:
 def _with_query(url: str, **params: str) -> str:
     sep = "&" if "?" in url else "?"
     return url + sep + http11.urlencode(list(params.items()))
-
-
-def _body(resp: http11.Response, limit: int = 1 << 16) -> bytes:
-    """An error or small answer's body, read and the response closed (b"" if it breaks)."""
-    try:
-        data = resp.read_all(limit)
-    except http11.HTTPFailure:
-        data = b""
-    resp.close()
-    return data
-
-
-def blob_opener(pool: http11.Pool, url: str, headers: dict[str, str], what: str, host: str,
-                reauth: Callable[[], dict[str, str]] | None = None
-                ) -> Callable[[int], http11.Response]:
-    """open(offset) -> a 200 or 206 response for the blob from `offset` on.
-
-    Unreachable (which a BlobStream retries) for a broken connection or a
-    transient status; a 401 asks `reauth` for new headers once (a token that
-    expired) before it is Unauthorized; a 404 is BlobNotFound.
-    """
-    current = dict(headers)
-
-    def open_(offset: int) -> http11.Response:
-        nonlocal current
-        for attempt in (0, 1):
-            h = dict(current)
-            if offset:
-                h["Range"] = f"bytes={offset}-"
-            try:
-                resp = http11.fetch(pool, "GET", url, h)[0]
-            except http11.TLSFailed as e:
-                raise _tls_failed(host, e) from None
-            except http11.HTTPFailure as e:
-                raise Unreachable(f"cannot reach registry {host}: {e}") from None
-            if resp.status in (200, 206):
-                return resp
-            body = _body(resp)
-            if resp.status == 401 and attempt == 0 and reauth is not None:
-                current = reauth()
-                continue
-            break
-        if resp.status == 401:
-            raise Unauthorized(f"{what}: authentication required: berth login {host}")
-        if resp.status == 404:
-            raise BlobNotFound(f"{what} not found in the registry")
-        if resp.status in TRANSIENT:
-            raise Unreachable(f"{what}: {error_text(resp.status, body)}")
-        raise RegistryError(f"{what}: {error_text(resp.status, body)}")
-
-    return open_
-
-
-class BlobStream:
-    """A blob download that survives broken connections; read() never repeats a byte.
-
-    After a break it asks for `Range: bytes=<offset>-`; a server that answers
-    200 instead of 206 sends the whole blob again, and the bytes already
-    delivered are skipped. A response that ends cleanly before `size` is a
-    truncated blob (an error, not retried); one longer than `size` is refused.
-    """
-
-    def __init__(self, open_: Callable[[int], http11.Response], what: str, size: int | None,
-                 on_data: Callable[[int], None] | None = None) -> None:
-        self.open_ = open_
-        self.what = what
-        self.size = size
-        self.on_data = on_data
-        self.offset = 0
-        self.resp: http11.Response | None = None
-        self.skip = 0
-        self.eof = False
-        self.failures = 0
-        self.restarts = 0
-        self.last_break = -1
-
-    def _open(self) -> None:
-        resp = self.open_(self.offset)
-        start = 0
-        if resp.status == 206:
-            rng = resp.headers.get("content-range", "")
-            if not rng.startswith(f"bytes {self.offset}-"):
-                resp.close()
-                raise RegistryError(f"{self.what}: asked for bytes from {self.offset}, got "
-                                    f"{rng or 'no Content-Range'}")
-            start = self.offset
-        self.skip = self.offset - start  # a 200 after a break: the bytes we had come again
-        if self.size is not None and resp.length is not None \
-                and resp.length != self.size - start:
-            resp.close()
-            raise SizeMismatch(self.what, self.size, start + resp.length)
-        self.resp = resp
-
-    def _broken(self, e: BaseException) -> None:
-        """Count a break (breaks in a row without a byte of progress give up) and wait."""
-        if self.resp is not None:
-            self.resp.keep = False
-            self.resp.close()
-            self.resp = None
-        self.failures = 1 if self.offset > self.last_break else self.failures + 1
-        self.last_break = self.offset
-        self.restarts += 1
-        if self.failures > RETRIES or self.restarts > 10 * RETRIES:
-            raise RegistryError(f"{self.what}: download failed after {self.restarts} attempts "
-                                f"at byte {self.offset}: {e.__class__.__name__}: {e}") from None
-        time.sleep(min(0.05 * 2 ** (self.failures - 1), 2.0))
-
-    def read(self, n: int = 1 << 20) -> bytes:
-        """Up to n bytes; b"" at the end of the blob."""
-        while not self.eof:
-            if self.resp is None:
-                try:
-                    self._open()
-                except Unreachable as e:
-                    self._broken(e)
-                    continue
-            assert self.resp is not None
-            try:
-                data = self.resp.read(n)
-            except http11.HTTPFailure as e:
-                self._broken(e)
-                continue
-            if not data:
-                self.resp.close()
-                self.resp = None
-                if self.skip:
-                    self._broken(ConnectionError("short answer after a restart"))
-                    continue
-                if self.size is not None and self.offset < self.size:
-                    raise SizeMismatch(f"{self.what} is truncated", self.size, self.offset)
-                self.eof = True
-                break
-            if self.skip:
-                drop = min(self.skip, len(data))
-                self.skip -= drop
-                data = data[drop:]
-                if not data:
-                    continue
-            self.offset += len(data)
-            if self.size is not None and self.offset > self.size:
-                raise SizeMismatch(self.what, self.size, self.offset)
-            if self.on_data is not None:
-                self.on_data(self.offset)
-            return data
-        return b""
-
-    def close(self) -> None:
-        if self.resp is not None:
-            self.resp.close()
-            self.resp = None

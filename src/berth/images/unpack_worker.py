@@ -5,7 +5,7 @@ some before it knows the layers, so that their start overlaps the manifest's
 round trips) and writes it one JSON line on stdin, its job: the blob's URL,
 the headers to send (the registry's token among them), its digest, size and
 compression, how to speak TLS, and where to write. The worker downloads
-the blob itself (registry.py's BlobStream: resumed after a broken
+the blob itself (blob_stream.py's BlobStream: resumed after a broken
 connection), writes it into a temp file and the tree into a directory, both
 named by the parent under the store's tmp/, fsyncs the blob, and prints one
 JSON line: what it found (digests and sizes) or the error.
@@ -45,8 +45,8 @@ def _line() -> bytes:
 def main(argv: list[str]) -> int:
     """The job comes on stdin (argv is not used)."""
     from berth.images import http11, layers
+    from berth.images.blob_stream import BlobStream, blob_opener
     from berth.images.errors import DigestMismatch, ImageFailure, SizeMismatch
-    from berth.images.registry import BlobStream, blob_opener
     from berth.oci import jsonfast
 
     first = _line()
