@@ -135,6 +135,10 @@ def env_file(path: str) -> list[str]:
 
 def make_spec(kw: dict):
     from berth.engine.spec import ContainerSpec, parse_extra, parse_memory
+    if kw["remove"] and kw["restart"] not in ("no", "", None):
+        from berth.engine.errors import InvalidOption
+        raise InvalidOption("conflicting options: --restart and --rm (a container that is "
+                            "removed when it exits cannot be restarted)")
     if kw["volume"] or kw["mounts"] or kw["tmpfs"]:
         from berth.engine import volumes
     if kw["publish"]:
@@ -195,11 +199,8 @@ def engine():
 def run(kw: dict) -> int:
     """The whole of `berth run`; returns the exit code."""
     from berth.engine import containers
-    from berth.engine.errors import InvalidOption
     from berth.runtime.errors import RuntimeFailure
 
-    if kw["detach"] and kw["remove"]:
-        raise InvalidOption("--rm with --detach is not supported yet")
     spec = make_spec(kw)
     state, store = engine()
     pull_if_missing(store, spec.image, str(kw["pull_policy"]))

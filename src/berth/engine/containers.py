@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 
-from berth.engine.errors import ContainerRunning, EngineError, NameInUse
+from berth.engine.errors import ContainerNotFound, ContainerRunning, EngineError, NameInUse
 from berth.engine.names import generate
 from berth.engine.spec import ContainerSpec, endpoints_of, oci_config, process_args
 from berth.engine.state import State
@@ -316,10 +316,45 @@ def should_restart(c: dict, code: int) -> bool:
 def wait(state: State, ref: str) -> int:
     c = state.get(ref)
     while True:
-        c = refresh(state, state.get(c["id"]))
+        try:
+            c = refresh(state, state.get(c["id"]))
+        except ContainerNotFound:  # removed as it exited (run -d --rm): its code is left
+            code = _left_exit_code(state, c["id"])
+            if code is None:
+                raise
+            return code
         if c["status"] != "running":
             return -1 if c["exit_code"] is None else int(c["exit_code"])
         time.sleep(0.05)
+
+
+def _exits_dir(state: State) -> str:
+    return os.path.join(state.root, "run", "exits")
+
+
+def leave_exit_code(state: State, cid: str, code: int) -> None:
+    """Keep the exit code of a container about to be removed as it exits (run -d --rm),
+    for a `wait` under way; the oldest of these small files go as new ones come."""
+    d = _exits_dir(state)
+    os.makedirs(d, 0o700, exist_ok=True)
+    tmp = os.path.join(d, f".{cid}.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(code))
+    os.rename(tmp, os.path.join(d, cid))
+    names = sorted(os.listdir(d), key=lambda n: os.stat(os.path.join(d, n)).st_mtime)
+    for n in names[:-100]:
+        try:
+            os.unlink(os.path.join(d, n))
+        except FileNotFoundError:
+            pass
+
+
+def _left_exit_code(state: State, cid: str) -> int | None:
+    try:
+        with open(os.path.join(_exits_dir(state), cid)) as f:
+            return int(f.read())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def logs_path(state: State, ref: str) -> str:

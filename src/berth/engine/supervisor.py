@@ -399,6 +399,13 @@ class Supervisor:
             log = self.logs.pop(cid, None)
             if log is not None:
                 os.close(log)
+            if c is not None and json.loads(c["spec"]).get("remove"):  # run -d --rm
+                containers.leave_exit_code(self.state, cid, code)  # for a `wait` under way
+                try:
+                    # owned: nobody else can be starting it, and we must not ping ourselves
+                    containers.remove(self.state, cid, force=True, volumes=True, owned=True)
+                except Exception as e:  # noqa: BLE001
+                    sys.stderr.write(f"berth supervisor: removing {cid[:12]}: {e}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

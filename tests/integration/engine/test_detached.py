@@ -113,3 +113,18 @@ def test_ps_stays_truthful_when_the_supervisor_is_killed(berth, tmp_path: Path) 
     assert berth("ps", "--format", "{{.Names}}").stdout == "orphan\n"  # still running
     until(lambda: "Exited" in berth("ps", "-a", "--format", "{{.Status}}").stdout, 15)
     berth("rm", "orphan")
+
+
+def test_detached_rm_removes_the_container_when_it_exits(berth, tmp_path: Path) -> None:  # noqa: F811
+    cid = berth("run", "-d", "--rm", "--name", "brief", "busybox", "sh", "-c",
+                "sleep 1; exit 3").stdout.strip()
+    assert berth("wait", "brief").stdout == "3\n"  # even though it is gone by now
+    until(lambda: berth("ps", "-aq").stdout == "")
+    assert not (tmp_path / "root" / "containers" / cid).exists()
+    with open("/proc/self/mountinfo") as f:
+        assert cid not in f.read()
+    berth("run", "-d", "--rm", "--name", "long", "busybox", "sleep", "60")
+    assert berth("rm", "-f", "long").stdout == "long\n"  # rm races the auto-removal: fine
+    assert berth("ps", "-aq").stdout == ""
+    p = berth("run", "-d", "--rm", "--restart", "always", "busybox", "true", check=False)
+    assert p.returncode == 125 and "conflicting options" in p.stderr
