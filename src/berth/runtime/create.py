@@ -88,6 +88,7 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
     from berth.runtime.cgroups import open_cgroup
 
     cg = open_cgroup(lcfg.get("cgroupsPath"), cid)
+    cg.plan()  # the directories it will make, in the first record (a kill may come next)
     state_dir = store.reserve(cid)
     st = {"id": cid, "status": "creating", "pid": 0, "bundle": bundle, "rootfs": rootfs,
           "created": _now(), "annotations": config.get("annotations") or {},
@@ -101,8 +102,7 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
         os.chown(fifo, *_root_owner(lcfg))  # init opens it as the container's root
         # the directories exist before init is forked: it bind-mounts them for a cgroup mount
         cg.create()
-        st["cgroup"] = cg.to_state()  # with the directories create made, for delete
-        store.save(cid, st)
+        st["cgroup"] = cg.to_state()  # saved with init's pid
         pid = _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
                      no_pivot, st, store, cid, stdio)
     except BaseException:

@@ -310,3 +310,23 @@ delete(store, "onefork", force=True)
     assert init_ns != own and init_is_our_child == "True"  # one fork: init is our own child
     inside = (tmp_path / "init.out").read_text().split()
     assert inside == ["1", init_ns]  # pid 1 of the namespace it was forked into
+
+
+def test_a_create_killed_at_any_moment_leaves_nothing_after_delete(runtime, bundle) -> None:
+    """The first record names the cgroup directories create is about to make, so a
+    runtime SIGKILLed between making them and anything else leaves nothing to `delete -f`."""
+    import signal
+    bundle.with_args("sleep", "60")
+    path = bundle.write()
+    for i, delay in enumerate([0.0, 0.002, 0.004, 0.006, 0.008, 0.01, 0.012, 0.015, 0.02,
+                               0.03, 0.05]):
+        cid = f"k{i}"
+        p = subprocess.Popen(runtime.cmd("create", "--bundle", path, cid),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        if (runtime.root / cid).exists():
+            runtime("delete", "--force", cid, check=False)
+        for base in Path("/sys/fs/cgroup").iterdir():
+            assert not (base / bundle.cgroup.lstrip("/")).exists(), (delay, base)

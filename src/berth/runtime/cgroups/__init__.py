@@ -41,15 +41,20 @@ def read(path: str) -> str:
         return f.read().strip()
 
 
-def mkdirs(path: str) -> list[str]:
-    """mkdir -p; return the directories this call created, top first."""
-    missing = []
+def missing(path: str) -> list[str]:
+    """The directories `mkdirs(path)` would make, top first."""
+    out = []
     p = path
     while not os.path.isdir(p):
-        missing.append(p)
+        out.append(p)
         p = os.path.dirname(p)
+    return out[::-1]
+
+
+def mkdirs(path: str) -> list[str]:
+    """mkdir -p; return the directories this call created, top first."""
     created = []
-    for d in reversed(missing):
+    for d in missing(path):
         try:
             os.mkdir(d)
             created.append(d)

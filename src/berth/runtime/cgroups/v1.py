@@ -7,6 +7,7 @@ import time
 
 from berth.runtime.cgroups import (
     kill_pids,
+    missing,
     mkdirs,
     mounts,
     own_cgroups,
@@ -48,13 +49,22 @@ class V1:
     def _unique_dirs(self) -> list[str]:
         return list(dict.fromkeys(self.dirs.values()))
 
+    def _wanted(self) -> list[str]:
+        return [self.dirs[c] for c in [*_ALWAYS, *(c for c in self.dirs if c.startswith("name="))]
+                if c in self.dirs]
+
+    def plan(self) -> None:
+        """Name the directories create() is about to make before it makes them: a runtime
+        killed in between then leaves a record from which delete removes them."""
+        self.created = list(dict.fromkeys(p for d in self._wanted() for p in missing(d)))
+
     def create(self) -> None:
         for ctrl in [*_ALWAYS, *(c for c in self.dirs if c.startswith("name="))]:
             d = self.dirs.get(ctrl)
             if d is None:
                 continue
             made = mkdirs(d)
-            self.created += made
+            self.created += [m for m in made if m not in self.created]
             if ctrl == "cpuset":  # a new v1 cpuset starts empty: copy cpus and mems down
                 for child in made:
                     parent = os.path.dirname(child)

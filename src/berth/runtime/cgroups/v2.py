@@ -9,7 +9,16 @@ from __future__ import annotations
 import os
 import time
 
-from berth.runtime.cgroups import kill_pids, mkdirs, own_cgroups, read, resolve, rmdirs, write
+from berth.runtime.cgroups import (
+    kill_pids,
+    missing,
+    mkdirs,
+    own_cgroups,
+    read,
+    resolve,
+    rmdirs,
+    write,
+)
 from berth.runtime.errors import SetupError
 
 
@@ -37,14 +46,13 @@ class V2:
     def dirs(self) -> dict[str, str]:
         return {"": self.dir}
 
+    def plan(self) -> None:
+        """Name the directories create() is about to make before it makes them (see V1)."""
+        self.created = missing(self.dir)
+
     def create(self) -> None:
-        missing = []
-        p = self.dir
-        while not os.path.isdir(p):
-            missing.append(p)
-            p = os.path.dirname(p)
         # enable every available controller on the way down
-        for child in reversed(missing):
+        for child in missing(self.dir):
             parent = os.path.dirname(child)
             avail = read(parent + "/cgroup.controllers").split()
             enabled = read(parent + "/cgroup.subtree_control").split()
@@ -54,7 +62,7 @@ class V2:
                     write(parent + "/cgroup.subtree_control", " ".join("+" + c for c in want))
                 except SetupError:
                     pass  # a parent with processes cannot delegate; limits then fail clearly
-            self.created += mkdirs(child)
+            self.created += [m for m in mkdirs(child) if m not in self.created]
 
     def join_files(self) -> list[str]:
         """What a process writes "0" to to move itself in (join_self)."""
