@@ -391,11 +391,13 @@ def remove(state: State, ref: str, force: bool = False, volumes: bool = False,
     with `volumes`, its anonymous volumes too. `owned`: the caller ran it in the
     foreground (run --rm), so no supervisor can be starting it."""
     c = state.get(ref)
-    if not owned and _supervisor_alive(state.root):
-        # the supervisor serves one request at a time: once it answers, a start it was
-        # given (by a CLI killed since, say) is finished, and the record says so
-        from berth.engine.client import request
-        request(state.root, {"op": "ping"})
+    if not owned:
+        from berth.engine.rundir import alive
+        if alive(state.root):
+            # the supervisor serves one request at a time: once it answers, a start it
+            # was given (by a CLI killed since, say) is finished, and the record says so
+            from berth.engine.client import request
+            request(state.root, {"op": "ping"})
     c = refresh(state, state.get(c["id"]))
     if c["status"] == "running":
         if not force:
@@ -420,11 +422,6 @@ def remove(state: State, ref: str, force: bool = False, volumes: bool = False,
             if vol.exists(state.root, m["source"]):
                 vol.remove(state.root, m["source"], volumes_in_use(state))
     return c["name"]
-
-
-def _supervisor_alive(root: str) -> bool:
-    from berth.engine.rundir import alive
-    return alive(root)
 
 
 def volumes_in_use(state: State) -> set[str]:

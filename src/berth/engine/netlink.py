@@ -49,6 +49,15 @@ def _name(name: str) -> bytes:
     return name.encode() + b"\0"
 
 
+def link_exists(name: str) -> bool:
+    """Is there a network interface called `name` (in the calling thread's namespace)?"""
+    try:
+        socket.if_nametoindex(name)
+        return True
+    except OSError:
+        return False
+
+
 class Netlink:
     """One rtnetlink socket in the caller's network namespace."""
 
@@ -93,11 +102,7 @@ class Netlink:
             raise NetlinkError(errno.ENODEV, f"no network interface {name!r}") from None
 
     def exists(self, name: str) -> bool:
-        try:
-            socket.if_nametoindex(name)
-            return True
-        except OSError:
-            return False
+        return link_exists(name)
 
     def add_bridge(self, name: str, mtu: int = 1500) -> None:
         info = _attr(IFLA_INFO_KIND, b"bridge")

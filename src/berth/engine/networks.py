@@ -97,51 +97,37 @@ def bridge_name(state: State, name: str) -> str:
     return "bb-" + sha256(f"{state.root}\0{name}".encode()).hexdigest()[:10]
 
 
-def _link_exists(name: str) -> bool:
-    import _socket
-    try:
-        _socket.if_nametoindex(name)
-        return True
-    except OSError:
-        return False
-
-
-def _routed_by(cidr: str) -> str | None:
-    """The interface of a host route overlapping `cidr`, if one does (not the default)."""
-    first, plen = _subnet(cidr)
-    with open("/proc/net/route") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            dest = int.from_bytes(int(fields[1], 16).to_bytes(4, "little"), "big")
-            mask = int.from_bytes(int(fields[7], 16).to_bytes(4, "little"), "big")
-            if not mask:
-                continue
-            common = mask & (0xFFFFFFFF << (32 - plen) & 0xFFFFFFFF)
-            if dest & common == first & common:
-                return fields[0]
-    return None
-
-
-def _host_routes() -> list:
-    import ipaddress
+def _host_routes() -> list[tuple[str, int, int]]:
+    """(interface, first address, prefix length) of each of the host's routes but the
+    default one."""
     out = []
     with open("/proc/net/route") as f:
         next(f)
         for line in f:
             fields = line.split()
-            dest, mask = int(fields[1], 16), int(fields[7], 16)
+            mask = int.from_bytes(int(fields[7], 16).to_bytes(4, "little"), "big")
             if mask:
-                addr = ipaddress.IPv4Address(dest.to_bytes(4, "little"))
-                plen = bin(mask).count("1")
-                out.append(ipaddress.ip_network(f"{addr}/{plen}", strict=False))
+                dest = int.from_bytes(int(fields[1], 16).to_bytes(4, "little"), "big")
+                out.append((fields[0], dest, bin(mask).count("1")))
     return out
+
+
+def _routed_by(cidr: str) -> str | None:
+    """The interface of a host route overlapping `cidr`, if one does."""
+    first, plen = _subnet(cidr)
+    for iface, dest, dest_plen in _host_routes():
+        shift = 32 - min(plen, dest_plen)
+        if dest >> shift == first >> shift:
+            return iface
+    return None
 
 
 def _free_subnet(state: State) -> str:
     import ipaddress
-    taken = _host_routes() + [ipaddress.ip_network(r[0]) for r in
-                              _db(state).execute("SELECT subnet FROM networks")]
+    taken = [ipaddress.ip_network((dest, plen), strict=False)
+             for _, dest, plen in _host_routes()]
+    taken += [ipaddress.ip_network(r[0]) for r in
+              _db(state).execute("SELECT subnet FROM networks")]
     for sub in ipaddress.ip_network(POOL).subnets(new_prefix=24):
         if not any(sub.overlaps(t) for t in taken):
             return str(sub)
@@ -237,6 +223,7 @@ def prune_bridges(state: State) -> list[str]:
 def allocate(state: State, cid: str, name: str, ip: str | None = None,
              aliases: list[str] | None = None, ifname: str = "eth0") -> dict:
     """Reserve an address of the network for a container: `ip`, or the lowest free one."""
+    from berth.engine.netlink import link_exists
     from berth.oci import jsonfast as json
     net = get(state, name)
     db = _db(state)
@@ -250,7 +237,7 @@ def allocate(state: State, cid: str, name: str, ip: str | None = None,
     try:
         used = {r[0] for r in db.execute("SELECT ip FROM endpoints WHERE network=?",
                                          (net["Name"],))}
-        if not used and not _link_exists(net["Bridge"]):  # its first container: check
+        if not used and not link_exists(net["Bridge"]):  # its first container: check
             other = _routed_by(net["Subnet"])  # another berth root's bridge, say
             if other is not None:
                 if net["Name"] != DEFAULT:
