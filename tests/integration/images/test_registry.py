@@ -8,13 +8,10 @@ clear error and leaves nothing in the store but verified, unreferenced blobs.
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import os
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -29,6 +26,7 @@ from berth.images.registry import NotFound, Unauthorized
 from berth.images.store import Store
 from berth.oci import image as oci
 from tests.integration.images.conftest import PASSWORD, USER, RegistryProcess, seed, skopeo
+from tests.unit.images.test_registry_client import layer_blob
 
 pytestmark = [pytest.mark.e2e]
 
@@ -96,14 +94,7 @@ def tiny_image(reg: RegistryProcess, repo: str, files: dict[str, bytes],
                arch: str = "amd64", layer_type: str = oci.OCI_LAYER_GZIP,
                docker: bool = False) -> dict:
     """Upload a one-layer image (OCI, or Docker schema 2); return its descriptor."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            t.addfile(info, io.BytesIO(content))
-    raw = buf.getvalue()
-    blob = gzip.compress(raw, mtime=0)
+    raw, blob = layer_blob(files)
     layer = put_blob(reg, repo, blob)
     config = {"architecture": arch, "os": "linux", "config": {"Cmd": ["sh"]},
               "rootfs": {"type": "layers", "diff_ids": [oci.sha256(raw)]}}

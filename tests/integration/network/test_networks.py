@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.integration.engine.test_detached import until
 from tests.integration.engine.test_run import berth  # noqa: F401 - the fixture
+from tests.integration.network.test_ports import get
 
 pytestmark = pytest.mark.root
 
@@ -34,7 +34,7 @@ def test_default_bridge_host_reaches_container_and_names_resolve(berth) -> None:
     berth("run", "-d", "--name", "web", "busybox", "sh", "-c",
           "echo served > /tmp/index.html; httpd -f -p 80 -h /tmp")
     addr = ip_of(berth, "web")
-    body = until(lambda: _get(f"http://{addr}/index.html"))
+    body = until(lambda: get(f"http://{addr}/index.html"))
     assert body == "served\n"  # from the host, over the bridge
     p = berth("run", "--rm", "busybox", "sh", "-c",
               "ls /sys/class/net | sort | tr '\\n' ' '; wget -qO- http://web/index.html")
@@ -51,14 +51,6 @@ def test_default_bridge_host_reaches_container_and_names_resolve(berth) -> None:
     assert "Deleted Bridges:\nbridge\n" in berth("system", "prune", "-f").stdout
     assert bridge not in links()  # prune takes an unused bridge
     assert bridge not in nft_ruleset()  # and its rules (the table goes with the last bridge)
-
-
-def _get(url: str) -> str | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.read().decode()
-    except OSError:
-        return None
 
 
 def test_user_networks_are_isolated_from_each_other(berth) -> None:  # noqa: F811
