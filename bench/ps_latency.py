@@ -9,14 +9,14 @@ times, alternating, and prints medians.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import BERTH, IMAGE, cleanup, engines, load_image
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,20 +28,12 @@ def main() -> int:
     ap.add_argument("--image", type=Path, default=REPO / "build/images/busybox")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bps-", dir="/tmp"))
-    env = dict(os.environ, BERTH_ROOT=str(work / "b"), BERTH_RUNTIME_ROOT=str(work / "r"))
-    berth = str(Path(sys.executable).parent / "berth")
-    podman = ["podman", "--root", str(work / "p"), "--runroot", str(work / "pr"),
-              "--runtime", "runc"]
+    env, podman = engines(work)
+    berth = BERTH
     try:
-        subprocess.run([berth, "load", "-i", str(args.image / "oci")], env=env, check=True,
-                       capture_output=True)
-        subprocess.run([berth, "tag", "localhost/image:latest", "bench:1"], env=env, check=True)
-        subprocess.run([berth, "save", "-o", str(work / "i.tar"), "bench:1"], env=env,
-                       check=True)
-        subprocess.run([*podman, "load", "-i", str(work / "i.tar")], check=True,
-                       capture_output=True)
+        load_image(args.image, env, podman, work / "i.tar")
         for _ in range(args.count):
-            subprocess.run([berth, "run", "-d", "--network", "none", "bench:1", "sleep", "900"],
+            subprocess.run([berth, "run", "-d", "--network", "none", IMAGE, "sleep", "900"],
                            env=env, check=True, capture_output=True)
             subprocess.run([*podman, "run", "-d", "--network", "none", "localhost/bench:1",
                             "sleep", "900"], check=True, capture_output=True)
@@ -58,14 +50,7 @@ def main() -> int:
         b = statistics.median(times["berth"]) * 1000
         print(f"  target berth <= 100 ms: {'met' if b <= 100 else 'NOT met'}")
     finally:
-        ids = subprocess.run([berth, "ps", "-aq"], env=env, capture_output=True,
-                             text=True).stdout.split()
-        if ids:
-            subprocess.run([berth, "rm", "-f", *ids], env=env, capture_output=True)
-        subprocess.run([*podman, "rm", "-af", "-t", "0"], capture_output=True)
-        subprocess.run([*podman, "system", "reset", "--force"], capture_output=True)
-        for d in ("p",):
-            subprocess.run(["umount", "-R", str(work / d)], capture_output=True)
+        cleanup(work, env, podman)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

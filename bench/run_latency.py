@@ -13,14 +13,14 @@ possible: --bridge=none, so docker is timed with --network none only).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import BERTH, cleanup, engines, load_image
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,21 +39,13 @@ def main() -> int:
     ap.add_argument("--image", type=Path, default=REPO / "build/images/busybox")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="brl-", dir="/tmp"))
-    env = dict(os.environ, BERTH_ROOT=str(work / "berth"), BERTH_RUNTIME_ROOT=str(work / "rt"))
-    berth = str(Path(sys.executable).parent / "berth")
-    podman = ["podman", "--root", str(work / "p"), "--runroot", str(work / "pr"),
-              "--runtime", "runc"]
+    env, podman = engines(work)
+    berth = BERTH
     docker = ["docker", "-H", f"unix://{work}/d.sock"]
     daemon = None
     log = open(work / "dockerd.log", "w")  # noqa: SIM115 - closed in finally
     try:
-        subprocess.run([berth, "load", "-i", str(args.image / "oci")], env=env, check=True,
-                       capture_output=True)
-        subprocess.run([berth, "tag", "localhost/image:latest", "bench:1"], env=env, check=True)
-        subprocess.run([berth, "save", "-o", str(work / "img.tar"), "bench:1"], env=env,
-                       check=True)
-        subprocess.run([*podman, "load", "-i", str(work / "img.tar")], check=True,
-                       capture_output=True)
+        load_image(args.image, env, podman, work / "img.tar")
         if shutil.which("dockerd"):
             daemon = subprocess.Popen(
                 ["dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none",
@@ -97,10 +89,8 @@ def main() -> int:
             daemon.terminate()
             daemon.wait(timeout=30)
         log.close()
-        subprocess.run([berth, "system", "reset", "-f"], env=env, capture_output=True)
-        subprocess.run([*podman, "rm", "-af"], capture_output=True)
-        subprocess.run([*podman, "system", "reset", "--force"], capture_output=True)
-        for d in ("p", "d", "de"):
+        cleanup(work, env, podman)
+        for d in ("d", "de"):  # dockerd's
             subprocess.run(["umount", "-R", str(work / d)], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
     return 0
