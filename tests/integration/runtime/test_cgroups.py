@@ -39,7 +39,7 @@ def test_relative_cgroups_path_is_under_the_callers_cgroup(runtime, bundle) -> N
 
 
 @pytest.mark.skipif(mounts()[0] is None, reason="no cgroup2 mount")
-def test_v2_hierarchy_create_add_freeze_kill_destroy() -> None:
+def test_v2_hierarchy_create_join_freeze_kill_destroy() -> None:
     """The V2 class on this host's cgroup2 mount (controller-less here, so no limits)."""
     import subprocess
 
@@ -49,9 +49,9 @@ def test_v2_hierarchy_create_add_freeze_kill_destroy() -> None:
     cg = V2(mnt, f"/berth-test-v2/{uuid.uuid4().hex[:8]}")
     cg.create()
     assert Path(cg.dir).is_dir() and cg.created
-    child = subprocess.Popen(["sleep", "60"])
+    from berth.runtime.cgroups import join_self
+    child = subprocess.Popen(["sleep", "60"], preexec_fn=lambda: join_self(cg.join_files()))
     try:
-        cg.add(child.pid)
         assert cg.pids() == [child.pid]
         assert f"0::{cg.dir[len(mnt):]}" in Path(f"/proc/{child.pid}/cgroup").read_text()
         cg.freeze()

@@ -1,8 +1,9 @@
 """Control groups behind one interface, on cgroup v1 (and hybrid hosts) and v2.
 
 `open_cgroup(path, cid)` finds how the host mounts cgroups and returns a V1
-or V2 object with the same methods: create, apply(resources), add(pid),
-pids, freeze/thaw, kill_all, destroy. The container's cgroupsPath is
+or V2 object with the same methods: plan, create, apply(resources),
+join_files (what a process writes "0" to, to move itself in: join_self), pids,
+freeze/thaw, kill_all, destroy. The container's cgroupsPath is
 resolved the way runc resolves it: an absolute path is relative to each
 hierarchy's root, a relative one to the runtime's own cgroup.
 """

@@ -76,11 +76,6 @@ class V1:
         """What a single-threaded process writes "0" to to move itself in (join_self)."""
         return [d + "/tasks" for d in self._unique_dirs() if os.path.isdir(d)]
 
-    def add(self, pid: int) -> None:
-        for d in self._unique_dirs():
-            if os.path.isdir(d):
-                write(d + "/cgroup.procs", str(pid))
-
     def pids(self) -> list[int]:
         for ctrl in ("pids", "memory", "freezer", "cpu"):
             d = self.dirs.get(ctrl)

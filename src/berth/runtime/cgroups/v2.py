@@ -68,9 +68,6 @@ class V2:
         """What a process writes "0" to to move itself in (join_self)."""
         return [self.dir + "/cgroup.procs"]
 
-    def add(self, pid: int) -> None:
-        write(self.dir + "/cgroup.procs", str(pid))
-
     def pids(self) -> list[int]:
         try:
             with open(self.dir + "/cgroup.procs") as f:
