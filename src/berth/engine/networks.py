@@ -77,12 +77,10 @@ class NetworkNotFound(EngineError):
 
 def _db(state: State):
     if not getattr(state, "networks_schema", False):
-        state.db.executescript(SCHEMA)
-        have = {r[1] for r in state.db.execute("PRAGMA table_info(endpoints)")}
-        for col, decl in (("ifname", "TEXT NOT NULL DEFAULT 'eth0'"),
-                          ("aliases", "TEXT NOT NULL DEFAULT '[]'")):
-            if col not in have:  # a database from before the column existed
-                state.db.execute(f"ALTER TABLE endpoints ADD COLUMN {col} {decl}")
+        from berth import database
+        database.ensure(state.db, os.path.join(state.root, "engine.db"), SCHEMA, (
+            ("endpoints", "ifname", "TEXT NOT NULL DEFAULT 'eth0'"),
+            ("endpoints", "aliases", "TEXT NOT NULL DEFAULT '[]'")))
         state.networks_schema = True  # type: ignore[attr-defined]
     return state.db
 

@@ -13,6 +13,7 @@ import _sqlite3 as sqlite3
 import os
 import time
 
+from berth import database
 from berth.engine.errors import ContainerNotFound, NameInUse
 from berth.oci import jsonfast as json
 
@@ -37,6 +38,12 @@ CREATE TABLE IF NOT EXISTS containers (
     spec TEXT NOT NULL              -- JSON ContainerSpec
 );
 """
+COLUMNS = tuple(("containers", col, decl) for col, decl in (  # added since the first release
+    ("restart_count", "INTEGER NOT NULL DEFAULT 0"),
+    ("stop_requested", "INTEGER NOT NULL DEFAULT 0"),
+    ("supervised", "INTEGER NOT NULL DEFAULT 0"),
+    ("paused", "INTEGER NOT NULL DEFAULT 0"),
+    ("ports", "TEXT NOT NULL DEFAULT '[]'")))
 
 
 def berth_root() -> str:
@@ -54,21 +61,7 @@ class State:
         self.root = root or berth_root()
         self.containers_dir = os.path.join(self.root, "containers")
         os.makedirs(self.containers_dir, 0o711, exist_ok=True)
-        self.db = sqlite3.connect(os.path.join(self.root, "engine.db"), timeout=30,
-                                  isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        # in WAL mode, NORMAL keeps every commit atomic and the file consistent; only the
-        # last commits before a power cut may be lost (no fsync per commit)
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        have = {r[1] for r in self.db.execute("PRAGMA table_info(containers)")}
-        for col, decl in (("restart_count", "INTEGER NOT NULL DEFAULT 0"),
-                          ("stop_requested", "INTEGER NOT NULL DEFAULT 0"),
-                          ("supervised", "INTEGER NOT NULL DEFAULT 0"),
-                          ("paused", "INTEGER NOT NULL DEFAULT 0"),
-                          ("ports", "TEXT NOT NULL DEFAULT '[]'")):
-            if col not in have:  # a database from before the column existed
-                self.db.execute(f"ALTER TABLE containers ADD COLUMN {col} {decl}")
+        self.db = database.connect(os.path.join(self.root, "engine.db"), SCHEMA, COLUMNS)
         self.db.row_factory = sqlite3.Row
 
     def close(self) -> None:

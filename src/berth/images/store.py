@@ -15,12 +15,11 @@ reader never sees a partial blob and a blob's name is always its digest.
 
 from __future__ import annotations
 
-# (the sqlite3 package is this C module plus date adapters berth does not use; hashlib is
-# imported where a blob is written: `berth run` reads the store and needs neither, ~5 ms)
-import _sqlite3 as sqlite3
+# (hashlib is imported where a blob is written: `berth run` reads the store, ~5 ms)
 import os
 import time
 
+from berth import database
 from berth.images.errors import DigestMismatch, ImageInUse, ImageNotFound, SizeMismatch
 from berth.oci import image as oci
 
@@ -131,12 +130,8 @@ class Store:
         self.tmp = os.path.join(self.root, "tmp")
         for d in (self.blobs, self.links, self.tmp):
             os.makedirs(d, 0o700 if d == self.tmp else 0o755, exist_ok=True)
-        self.db = sqlite3.connect(os.path.join(self.root, "images.db"), timeout=30,
-                                  isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # atomic commits, no fsync per commit
+        self.db = database.connect(os.path.join(self.root, "images.db"), SCHEMA)
         self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(SCHEMA)
 
     def close(self) -> None:
         self.db.close()

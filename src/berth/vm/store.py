@@ -109,12 +109,8 @@ class Store:
     def db(self) -> sqlite3.Connection:
         if self._db is None:
             os.makedirs(os.path.join(self.root, "vms"), mode=0o700, exist_ok=True)
-            db = sqlite3.connect(os.path.join(self.root, "vm.db"), timeout=10,
-                                 isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(SCHEMA)
-            self._db = db
+            from berth import database
+            self._db = database.connect(os.path.join(self.root, "vm.db"), SCHEMA)
         return self._db
 
     def close(self) -> None:
