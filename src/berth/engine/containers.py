@@ -289,16 +289,22 @@ def stop(state: State, ref: str, timeout: float | None = None, sig: int | None =
             return c["name"]
         except EngineError:
             pass
-    kill(state, c["id"], sig)  # a foreground container: its own CLI records the exit
+    from berth.runtime.errors import ContainerNotFound as RtNotFound
+    from berth.runtime.errors import InvalidState
+    # a foreground container: its own CLI records the exit (and deletes the runtime's
+    # record, maybe between our look and our kill: then it has stopped, as asked)
+    try:
+        kill(state, c["id"], sig)
+    except (InvalidState, RtNotFound, EngineError):
+        return c["name"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and refresh(state, state.get(c["id"]))["status"] == \
             "running":
         time.sleep(0.05)
     if refresh(state, state.get(c["id"]))["status"] == "running":
-        from berth.runtime.errors import InvalidState
         try:
             kill(state, c["id"], 9)
-        except (InvalidState, EngineError):  # it stopped between the look and the kill
+        except (InvalidState, RtNotFound, EngineError):
             pass
     return c["name"]
 

@@ -197,8 +197,14 @@ def test_attach_to_a_foreground_container_is_refused(berth, tmp_path: Path) -> N
         r = berth("attach", "fg", check=False)
         assert r.returncode == 125 and "foreground" in r.stderr
     finally:
-        berth("rm", "-f", "fg")
-        p.wait(timeout=20)
+        try:
+            berth("rm", "-f", "fg")
+        finally:
+            try:
+                p.wait(timeout=20)
+            finally:
+                p.kill()
+                p.wait()
 
 
 def test_attach_ends_with_the_container_or_says_the_supervisor_is_gone(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -83,7 +84,11 @@ class V1:
                 try:
                     with open(d + "/cgroup.procs") as f:
                         return [int(x) for x in f.read().split()]
-                except FileNotFoundError:  # removed meanwhile (another delete won)
+                except (FileNotFoundError, NotADirectoryError):  # another delete won
+                    return []
+                except OSError as e:  # ENODEV: read while another delete removes it
+                    if e.errno != errno.ENODEV:
+                        raise
                     return []
         return []
 

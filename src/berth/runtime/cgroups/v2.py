@@ -6,6 +6,7 @@ not load one yet (docs/known-limits.md), so they are recorded, not enforced.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -73,6 +74,10 @@ class V2:
             with open(self.dir + "/cgroup.procs") as f:
                 return [int(x) for x in f.read().split()]
         except FileNotFoundError:
+            return []
+        except OSError as e:  # ENODEV: read while another delete removes it
+            if e.errno != errno.ENODEV:
+                raise
             return []
 
     def freeze(self) -> None:
