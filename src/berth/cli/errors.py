@@ -35,6 +35,10 @@ def exits(status: int, failures):
             try:
                 return fn(*a, **kw)
             except failures() as e:  # evaluated only when something is raised
+                import os
+                if os.environ.get("BERTH_DEBUG"):
+                    import traceback
+                    traceback.print_exc()
                 click.echo(f"Error: {e}", err=True)
                 sys.exit(status)
         return wrapper

@@ -236,6 +236,9 @@ def fast_main(argv: list[str]) -> int:
     try:
         return run(parse_fast(argv))
     except (EngineError, ImageFailure, RuntimeFailure, OSError, ValueError, DatabaseError) as e:
+        if os.environ.get("BERTH_DEBUG"):
+            import traceback
+            traceback.print_exc()
         sys.stderr.write(f"Error: {e}\n")
         return 125
     except KeyboardInterrupt:
