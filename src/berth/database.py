@@ -11,10 +11,56 @@ an flock of its directory, one process at a time; the others find it done.
 
 from __future__ import annotations
 
-# the C module itself: the sqlite3 package adds date/time adapters berth does not use
-# (and the datetime import, ~1.5 ms of `berth run`)
-import _sqlite3 as sqlite3
 import os
+import sys
+
+TYPE_CHECKING = False  # typing itself is an import `berth run` goes without
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import ModuleType
+
+
+def _load_sqlite() -> ModuleType:
+    """The C module _sqlite3 (the sqlite3 package adds date/time adapters berth does not
+    use, and the datetime import, ~1.5 ms). Its initialisation imports functools for
+    lru_cache, the statement cache of each connection: functools, collections, operator,
+    types and reprlib cost ~3 ms of every berth command. The cache is all it takes from
+    them, so unless functools is loaded already, it gets a small one of ours while it
+    loads (and functools stays unloaded until something else asks for it)."""
+    if "functools" in sys.modules:
+        import _sqlite3
+        return _sqlite3
+    stub = type(sys)("functools")
+    stub.lru_cache = _statement_cache  # type: ignore[attr-defined]
+    sys.modules["functools"] = stub
+    try:
+        import _sqlite3
+    finally:
+        del sys.modules["functools"]
+    return _sqlite3
+
+
+def _statement_cache(maxsize: int = 128) -> Callable[[Callable], Callable[[str], object]]:
+    """What _sqlite3 asks of lru_cache: `lru_cache(maxsize)(connection)` gives a callable
+    that maps an SQL string to its prepared statement, made by `connection(sql)` once."""
+    def wrap(prepare: Callable[[str], object]) -> Callable[[str], object]:
+        statements: dict[str, object] = {}
+
+        def get(sql: str) -> object:
+            st = statements.get(sql)
+            if st is None:
+                if len(statements) >= maxsize:
+                    statements.clear()
+                st = statements[sql] = prepare(sql)
+            return st
+        return get
+    return wrap
+
+
+if TYPE_CHECKING:
+    import _sqlite3 as sqlite3
+else:
+    sqlite3 = _load_sqlite()
 
 Columns = tuple[tuple[str, str, str], ...]  # (table, column, declaration) added later
 

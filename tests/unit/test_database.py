@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
 from pathlib import Path
 
 from berth import database
@@ -65,3 +66,26 @@ def test_columns_added_once_to_an_older_database(tmp_path: Path) -> None:
     db = database.connect(path, SCHEMA, columns)
     assert [r[1] for r in db.execute("PRAGMA table_info(t)")] == ["x", "y", "z"]
     assert db.execute("SELECT DISTINCT y FROM t").fetchall() == [("a",)]
+
+
+def test_sqlite_loads_without_functools_and_its_statement_cache_works(tmp_path: Path) -> None:
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    code = f"""
+import sys
+sys.path.insert(0, {src!r})
+from berth import database
+assert "functools" not in sys.modules and "collections" not in sys.modules
+db = database.connect({str(tmp_path / "c.db")!r}, "CREATE TABLE IF NOT EXISTS t (x INTEGER);")
+for i in range(300):  # more distinct statements than the cache holds, each run twice
+    for _ in range(2):
+        db.execute(f"INSERT INTO t VALUES ({{i}})")
+        db.execute("INSERT INTO t VALUES (?)", (-i,))
+cur = db.execute("SELECT count(*), sum(x) FROM t")
+assert cur.fetchone() == (1200, 0), "statements"
+import functools  # the real one, now that it is asked for
+assert hasattr(functools, "reduce")
+print("ok")
+"""
+    p = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
+                       text=True, timeout=60)
+    assert p.stdout.strip() == "ok", p.stderr

@@ -12,12 +12,11 @@ from berth.cli.format import FormatError
 
 
 def engine_failures() -> tuple[type[BaseException], ...]:
-    from _sqlite3 import Error as DatabaseError  # a locked or damaged database
-
+    from berth.database import sqlite3  # a locked or damaged database: sqlite3.Error
     from berth.engine.errors import EngineError
     from berth.images.errors import ImageFailure
     from berth.runtime.errors import RuntimeFailure
-    return EngineError, ImageFailure, RuntimeFailure, FormatError, OSError, DatabaseError
+    return EngineError, ImageFailure, RuntimeFailure, FormatError, OSError, sqlite3.Error
 
 
 def image_failures() -> tuple[type[BaseException], ...]:

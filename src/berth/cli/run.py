@@ -228,14 +228,14 @@ def run(kw: dict) -> int:
 
 def fast_main(argv: list[str]) -> int:
     """`berth run ...` without click; `berth run --help` goes through click instead."""
-    from _sqlite3 import Error as DatabaseError
-
+    from berth.database import sqlite3
     from berth.engine.errors import EngineError
     from berth.images.errors import ImageFailure
     from berth.runtime.errors import RuntimeFailure
     try:
         return run(parse_fast(argv))
-    except (EngineError, ImageFailure, RuntimeFailure, OSError, ValueError, DatabaseError) as e:
+    except (EngineError, ImageFailure, RuntimeFailure, OSError, ValueError,
+            sqlite3.Error) as e:
         if os.environ.get("BERTH_DEBUG"):
             import traceback
             traceback.print_exc()

@@ -7,13 +7,11 @@ stays truthful after a crash or a reboot.
 
 from __future__ import annotations
 
-# the sqlite3 package is this C module plus date/time adapters berth does not use;
-# importing it directly spares `berth run` the datetime module (~1.5 ms)
-import _sqlite3 as sqlite3
 import os
 import time
 
 from berth import database
+from berth.database import sqlite3
 from berth.engine.errors import ContainerNotFound, NameInUse
 from berth.oci import jsonfast as json
 

@@ -127,5 +127,6 @@ def test_run_imports_only_what_it_needs(berth, tmp_path: Path, network: str) -> 
     assert rc == "0", p.stderr
     heavy = {"json", "re", "enum", "socket", "subprocess", "ipaddress", "hashlib", "shutil",
              "ctypes", "click", "dataclasses", "typing", "sqlite3", "datetime", "random",
-             "secrets", "tempfile", "asyncio", "aiohttp", "berth.engine.supervisor"}
+             "secrets", "tempfile", "asyncio", "aiohttp", "berth.engine.supervisor",
+             "functools", "collections"}  # _sqlite3 would load them (berth.database)
     assert set(mods.split()) & heavy == set()
