@@ -6,6 +6,8 @@ set -euo pipefail
 venv=$1 src=$2
 cat > "$venv/bin/berth-runtime" <<PY
 #!/usr/bin/python3 -IS
+import gc
+gc.disable()  # back on before any long wait (berth.runtime.run.long_wait)
 import sys
 sys.path.insert(0, "$src")
 import os
@@ -23,6 +25,8 @@ chmod 755 "$venv/bin/berth-runtime"
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 cat > "$venv/bin/berth" <<PY
 #!/usr/bin/python3 -IS
+import gc
+gc.disable()  # back on for every verb but run, and before its wait (long_wait)
 import sys
 sys.path.insert(0, "$src")
 sys.path.append("$site")

@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _click_main(argv: list[str]) -> int:
+    import gc
     import importlib
+
+    gc.enable()  # the launcher turns it off for `run` (see berth.runtime.run.long_wait)
 
     import click
 

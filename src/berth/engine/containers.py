@@ -233,6 +233,8 @@ def run_foreground(state: State, store: Store, cid: str) -> int:
                      finished=None)
         if console is not None:
             from berth.engine.tty import proxy
+            from berth.runtime.run import long_wait
+            long_wait()  # the terminal's traffic, for as long as the container runs
             master = console.master()
             console.close()
             proxy(master, spec.interactive)
