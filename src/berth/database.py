@@ -1,5 +1,5 @@
-"""berth's SQLite databases (the engine's and the image store's): WAL mode, a schema and
-its added columns, safe to open from many processes at once.
+"""berth's SQLite databases (the engine's, the image store's, the VMs'): WAL mode, a schema
+and its added columns, safe to open from many processes at once.
 
 Every berth command opens them, concurrently when users script it (50 `berth run -d` at
 once). A busy timeout covers ordinary contention, but not the switch of a fresh file to
@@ -67,19 +67,29 @@ Columns = tuple[tuple[str, str, str], ...]  # (table, column, declaration) added
 
 def connect(path: str, schema: str, columns: Columns = ()) -> sqlite3.Connection:
     """Open (creating) the database at `path` in WAL mode with `schema` (statements that
-    are no-ops when their objects exist) and `columns` present."""
+    are no-ops when their objects exist) and `columns` present.
+
+    The database's user_version records a checksum of the schema and columns it was last
+    set up with: when it matches, opening is one read of the header (the statements of
+    the schema cost ~0.3 ms of every command)."""
     db = sqlite3.connect(path, timeout=30, isolation_level=None)
-    if _wal(path):
-        ensure(db, path, schema, columns)
-    else:
+    version = _version(schema, columns)
+    if db.execute("PRAGMA user_version").fetchone()[0] != version:
         with _locked(os.path.dirname(path)):
-            db.execute("PRAGMA journal_mode=WAL")
+            if not _wal(path):
+                db.execute("PRAGMA journal_mode=WAL")
             db.executescript(schema)
             _add(db, columns)
+            db.execute(f"PRAGMA user_version={version}")
     # in WAL mode, NORMAL keeps every commit atomic and the file consistent; only the
     # last commits before a power cut may be lost (no fsync per commit)
     db.execute("PRAGMA synchronous=NORMAL")
     return db
+
+
+def _version(schema: str, columns: Columns) -> int:
+    from binascii import crc32  # built in
+    return crc32(f"{schema}\0{columns!r}".encode()) & 0x7FFFFFFF or 1
 
 
 def ensure(db: sqlite3.Connection, path: str, schema: str, columns: Columns = ()) -> None:

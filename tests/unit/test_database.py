@@ -89,3 +89,13 @@ print("ok")
     p = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
                        text=True, timeout=60)
     assert p.stdout.strip() == "ok", p.stderr
+
+
+def test_a_changed_schema_reaches_an_existing_database(tmp_path: Path) -> None:
+    path = str(tmp_path / "v.db")
+    database.connect(path, SCHEMA).close()
+    database.connect(path, SCHEMA).close()  # the same schema: nothing to do
+    more = SCHEMA + "CREATE TABLE IF NOT EXISTS u (y TEXT);"
+    db = database.connect(path, more, (("t", "z", "INTEGER"),))
+    assert {r[0] for r in db.execute("SELECT name FROM sqlite_master")} == {"t", "u"}
+    assert [r[1] for r in db.execute("PRAGMA table_info(t)")] == ["x", "z"]

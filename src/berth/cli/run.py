@@ -79,7 +79,7 @@ FLAGS: list[tuple[tuple[str, ...], str, str, object, str]] = [
 def parse_fast(argv: list[str], with_detach: bool = True) -> dict:
     """docker run's command line, by the table: flags, then IMAGE [COMMAND...]."""
     from berth.engine.errors import InvalidOption
-    from berth.runtime.cli import parse
+    from berth.runtime.argv import parse
     from berth.runtime.errors import UsageError
 
     table = {}
@@ -213,8 +213,11 @@ def run(kw: dict) -> int:
             raise
         sys.stdout.write(cid + "\n")
         return 0
+    removed = False
     try:
-        return containers.run_foreground(state, store, cid)
+        code = containers.run_foreground(state, store, cid, remove=kw["remove"])
+        removed = kw["remove"]
+        return code
     except RuntimeFailure as e:
         # as docker: 127 when the command is not found, 126 when it cannot be run
         msg = str(e)
@@ -222,7 +225,7 @@ def run(kw: dict) -> int:
         return 127 if "not found" in msg or "no such executable" in msg else \
             126 if msg.startswith("exec:") else 125
     finally:
-        if kw["remove"]:
+        if kw["remove"] and not removed:  # it failed to start, or was interrupted
             containers.remove(state, cid, force=True, volumes=True, owned=True)
 
 

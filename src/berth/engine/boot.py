@@ -33,7 +33,6 @@ def recover(state: State) -> list[str]:
     """Mark the previous boot's containers exited and restart the ones that should run;
     return the names restarted. Cheap when nothing rebooted: one read, one SELECT."""
     db = state.db
-    db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     current = boot_id()
     row = db.execute("SELECT value FROM meta WHERE key='boot_id'").fetchone()
     if row is not None and row[0] == current:

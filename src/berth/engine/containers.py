@@ -68,8 +68,9 @@ def create(state: State, store: Store, spec: ContainerSpec) -> str:
     if spec.name is not None:
         check_name(spec.name)
     d = state.dir(cid)
+    os.mkdir(d, 0o755)  # (the containers directory exists: State made it)
     for sub in ("upper", "work", "rootfs", "bundle"):
-        os.makedirs(os.path.join(d, sub), 0o700 if sub == "work" else 0o755)
+        os.mkdir(os.path.join(d, sub), 0o700 if sub == "work" else 0o755)
     try:
         for attempt in range(20):
             name = spec.name or generate(state.names())
@@ -208,8 +209,9 @@ def release_network(state: State, cid: str, spec: ContainerSpec | None = None) -
     networks.detach(state, cid)
 
 
-def run_foreground(state: State, store: Store, cid: str) -> int:
-    """Start a created container attached to this process's stdio; return its exit code."""
+def run_foreground(state: State, store: Store, cid: str, remove: bool = False) -> int:
+    """Start a created container attached to this process's stdio; return its exit code.
+    With `remove` (run --rm), delete it once it has exited, anonymous volumes included."""
     from berth.runtime import linux
     from berth.runtime.delete import delete as rt_delete
     from berth.runtime.run import create_and_start, wait_for
@@ -227,10 +229,11 @@ def run_foreground(state: State, store: Store, cid: str) -> int:
             rt_delete(rts, cid, force=True)  # a leftover of a crashed run
         if spec.tty:
             console = console_socket()
+        def running(pid: int) -> None:
+            state.update(cid, status="running", pid=pid, started=time.time(), exit_code=None,
+                         finished=None)
         pid = create_and_start(rts, cid, bundle, console_socket=console.path if console else None,
-                               forward=True, between=plug_network(state, cid))
-        state.update(cid, status="running", pid=pid, started=time.time(), exit_code=None,
-                     finished=None)
+                               forward=True, between=plug_network(state, cid), started=running)
         if console is not None:
             from berth.engine.tty import proxy
             from berth.runtime.run import long_wait
@@ -239,7 +242,8 @@ def run_foreground(state: State, store: Store, cid: str) -> int:
             console.close()
             proxy(master, spec.interactive)
         code = wait_for(pid)
-        rt_delete(rts, cid, force=True)
+        if not remove:
+            rt_delete(rts, cid, force=True)
     except BaseException:
         if console is not None:
             console.close()
@@ -247,6 +251,9 @@ def run_foreground(state: State, store: Store, cid: str) -> int:
         unmount(state, cid)
         release_network(state, cid)
         raise
+    if remove:
+        _take_apart(state, cid, spec, volumes=True)
+        return code
     state.update(cid, status="exited", pid=0, exit_code=code, finished=time.time(), paused=0)
     unmount(state, cid)
     release_network(state, cid, spec)
@@ -412,24 +419,30 @@ def remove(state: State, ref: str, force: bool = False, volumes: bool = False,
             raise ContainerRunning(f"cannot remove container {c['name']}: it is running "
                                    "(stop it first, or use --force)")
         stop(state, c["id"], timeout=0, sig=9)  # through the supervisor when it owns it
+    _take_apart(state, c["id"], ContainerSpec.from_dict(json.loads(c["spec"])), volumes)
+    return c["name"]
+
+
+def _take_apart(state: State, cid: str, spec: ContainerSpec, volumes: bool) -> None:
+    """Delete a stopped container: its runtime record and cgroups, snapshot, directory
+    and record; with `volumes`, its anonymous volumes. (Two threads, one for the runtime's
+    part, were slower: the GIL passes between them at every system call.)"""
     from berth.runtime.delete import delete as rt_delete
     from berth.runtime.errors import ContainerNotFound as RtNotFound
     try:
-        rt_delete(runtime_store(), c["id"], force=True)
+        rt_delete(runtime_store(), cid, force=True)
     except RtNotFound:
         pass
-    spec = ContainerSpec.from_dict(json.loads(c["spec"]))
-    unmount(state, c["id"])
-    release_network(state, c["id"], spec)
-    _rmtree(state.dir(c["id"]))
-    state.remove(c["id"])
+    unmount(state, cid)
+    release_network(state, cid, spec)
+    _rmtree(state.dir(cid))
+    state.remove(cid)
     anonymous = [m for m in spec.mounts if m.get("anonymous")] if volumes else []
     if anonymous:
         from berth.engine import volumes as vol
         for m in anonymous:
             if vol.exists(state.root, m["source"]):
                 vol.remove(state.root, m["source"], volumes_in_use(state))
-    return c["name"]
 
 
 def volumes_in_use(state: State) -> set[str]:

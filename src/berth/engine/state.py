@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS containers (
     ports TEXT NOT NULL DEFAULT '[]',            -- JSON: published ports while running
     spec TEXT NOT NULL              -- JSON ContainerSpec
 );
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);  -- boot_id
 """
 COLUMNS = tuple(("containers", col, decl) for col, decl in (  # added since the first release
     ("restart_count", "INTEGER NOT NULL DEFAULT 0"),

@@ -128,8 +128,9 @@ class Store:
         self.layers = os.path.join(self.root, "layers")
         self.links = os.path.join(self.layers, "l")
         self.tmp = os.path.join(self.root, "tmp")
-        for d in (self.blobs, self.links, self.tmp):
-            os.makedirs(d, 0o700 if d == self.tmp else 0o755, exist_ok=True)
+        if not os.path.isdir(self.tmp):  # the last one made: a store made before
+            for d in (self.blobs, self.links, self.tmp):
+                os.makedirs(d, 0o700 if d == self.tmp else 0o755, exist_ok=True)
         self.db = database.connect(os.path.join(self.root, "images.db"), SCHEMA)
         self.db.execute("PRAGMA foreign_keys=ON")
 

@@ -13,7 +13,6 @@ import time
 from berth.oci import jsonfast
 from berth.oci.errors import SpecError
 from berth.oci.runtime_config import validate, validate_process
-from berth.runtime import hooks
 from berth.runtime.errors import ConfigError, SetupError
 from berth.runtime.init import Channel, InitArgs, init_alone, one_stage, stage1
 from berth.runtime.state import OCI_VERSION, proc_stat
@@ -162,7 +161,8 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
     args.cgroup_join = cg.join_files()  # stage 1 moves itself in: init is born inside
     # what init imports, imported here: a module read after fork costs the child 3-5
     # times as much (every object it makes or touches copies a page of ours), ~1.5 ms
-    import berth.runtime.hooks
+    if config.get("hooks"):
+        import berth.runtime.hooks  # noqa: F401
     import berth.runtime.mounts
     import berth.runtime.process  # noqa: F401
     from berth.runtime.cgroups import finish_warm_up
@@ -211,8 +211,10 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
                 store.save(cid, st)
             elif msg == "HOOKS":
                 h = config.get("hooks") or {}
-                hs = hook_state(cid, "creating", pid, bundle, config)
-                hooks.run("createRuntime", h.get("createRuntime"), hs)
+                if h.get("createRuntime"):
+                    from berth.runtime import hooks
+                    hs = hook_state(cid, "creating", pid, bundle, config)
+                    hooks.run("createRuntime", h["createRuntime"], hs)
                 ch.send("OK")
             elif msg == "READY":
                 st["status"] = "created"

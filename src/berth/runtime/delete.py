@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 
-from berth.runtime import hooks
 from berth.runtime.errors import ContainerNotFound, InvalidState
 from berth.runtime.state import OCI_VERSION, alive, status
 from berth.runtime.store import Store
@@ -46,6 +45,7 @@ def delete(store: Store, cid: str, force: bool = False) -> None:
     store.remove(cid)
     poststop = (st.get("hooks") or {}).get("poststop")
     if poststop:
+        from berth.runtime import hooks
         hooks.run_warn("poststop", poststop, {
             "ociVersion": OCI_VERSION, "id": cid, "status": "stopped", "pid": st.get("pid", 0),
             "bundle": st["bundle"], "annotations": st.get("annotations") or {}})

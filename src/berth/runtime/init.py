@@ -182,7 +182,6 @@ def _fail(ch: Channel, e: BaseException) -> None:
 
 def stage2(a: InitArgs, ch: Channel) -> None:
     """pid 1 of the container until execve."""
-    from berth.runtime import hooks
     from berth.runtime.mounts import RootfsSetup
     from berth.runtime.process import ProcessPlan
 
@@ -220,8 +219,11 @@ def stage2(a: InitArgs, ch: Channel) -> None:
     ch.send("HOOKS")
     ch.expect_ok()
     hook_cfg = cfg.get("hooks") or {}
-    if hook_cfg.get("startContainer"):
-        import subprocess  # noqa: F401 - startContainer hooks run after pivot_root
+    if hook_cfg.get("createContainer") or hook_cfg.get("startContainer"):
+        # (startContainer hooks run after pivot_root: nothing can be imported then)
+        import subprocess  # noqa: F401
+
+        from berth.runtime import hooks
     if hook_cfg.get("createContainer"):
         hooks.run("createContainer", hook_cfg["createContainer"], _hook_state(a))
     if new_mnt and not a.no_pivot:

@@ -11,7 +11,6 @@ every inherited descriptor close-on-exec, execve.
 from __future__ import annotations
 
 import os
-import resource  # imported here, not lazily: execute() runs after pivot_root
 
 from berth.oci.runtime_config import RLIMITS
 from berth.runtime import linux
@@ -43,6 +42,9 @@ class ProcessPlan:
             self.filter = seccomp.prepare(sec)
         self.env = env_dict(proc.get("env"))
         self.path: str | None = None
+        if proc.get("rlimits"):  # imported here, before pivot_root: execute() runs after
+            import resource
+            self.resource = resource
 
     def lookup(self) -> str:
         """Find args[0] the way execvp does, in the container's filesystem and PATH."""
@@ -61,7 +63,10 @@ class ProcessPlan:
         raise SetupError(f"exec: {prog!r}: executable file not found in $PATH")
 
     def apply_rlimits(self) -> None:
-        for i, r in enumerate(self.proc.get("rlimits") or ()):
+        if not self.proc.get("rlimits"):
+            return
+        resource = self.resource
+        for i, r in enumerate(self.proc["rlimits"]):
             num = RLIMITS[r["type"]]
             soft, hard = r["soft"], r["hard"]
             inf = resource.RLIM_INFINITY

@@ -36,11 +36,12 @@ def run(store: Store, cid: str, bundle: str, pid_file: str | None = None,
 def create_and_start(store: Store, cid: str, bundle: str, pid_file: str | None = None,
                      console_socket: str | None = None, preserve_fds: int = 0,
                      no_pivot: bool = False, stdio: tuple[int, int, int] | None = None,
-                     forward: bool = False, between=None) -> int:
+                     forward: bool = False, between=None, started=None) -> int:
     """create, then start; a start that fails deletes the container. Return init's pid.
 
     `between(pid)`, when given, runs after create and before start (an engine plugs
-    the container's network namespace in there, as CNI does).
+    the container's network namespace in there, as CNI does); `started(pid)` once init
+    is released, while it execs the process.
     """
     pid = create(store, cid, bundle, pid_file, console_socket, preserve_fds, no_pivot, stdio)
     if forward:
@@ -48,7 +49,7 @@ def create_and_start(store: Store, cid: str, bundle: str, pid_file: str | None =
     try:
         if between is not None:
             between(pid)
-        start(store, cid)
+        start(store, cid, None if started is None else lambda: started(pid))
     except BaseException:
         delete(store, cid, force=True)
         raise

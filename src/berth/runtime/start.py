@@ -12,19 +12,21 @@ from __future__ import annotations
 import os
 import select
 
-from berth.runtime import hooks
 from berth.runtime.errors import InvalidState, SetupError
 from berth.runtime.state import alive, status
 from berth.runtime.store import Store
 
 
-def start(store: Store, cid: str) -> None:
+def start(store: Store, cid: str, released=None) -> None:
+    """Start container `cid`; `released()`, when given, runs as soon as init is let go,
+    while it execs (an engine records the container running meanwhile)."""
     st = store.load(cid)
     s = status(store, cid, st)
     if s != "created":
         raise InvalidState(f"cannot start container {cid!r}: it is {s}, not created")
     prestart = (st.get("hooks") or {}).get("prestart")
     if prestart:
+        from berth.runtime import hooks
         try:
             hooks.run("prestart", prestart, _state(st, cid, "created"))
         except SetupError:
@@ -36,6 +38,8 @@ def start(store: Store, cid: str) -> None:
     try:
         data = _release(fd, st)
         os.unlink(fifo)
+        if released is not None:
+            released()
         os.set_blocking(fd, True)
         while True:
             chunk = os.read(fd, 4096)
@@ -46,8 +50,10 @@ def start(store: Store, cid: str) -> None:
         os.close(fd)
     if data[1:].startswith(b"E"):
         raise SetupError(data[2:].decode(errors="replace"))
-    hooks.run_warn("poststart", (st.get("hooks") or {}).get("poststart"),
-                   _state(st, cid, "running"))
+    poststart = (st.get("hooks") or {}).get("poststart")
+    if poststart:
+        from berth.runtime import hooks
+        hooks.run_warn("poststart", poststart, _state(st, cid, "running"))
 
 
 def _release(fd: int, st: dict) -> bytes:
