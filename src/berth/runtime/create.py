@@ -75,6 +75,17 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
     The container's stdin, stdout and stderr are the caller's, or the three
     descriptors in `stdio` (what a supervisor that keeps the logs passes).
     """
+    return create_unrecorded(store, cid, bundle, pid_file, console_socket, preserve_fds,
+                             no_pivot, stdio, record=True)[0]
+
+
+def create_unrecorded(store: Store, cid: str, bundle: str, pid_file: str | None = None,
+                      console_socket: str | None = None, preserve_fds: int = 0,
+                      no_pivot: bool = False, stdio: tuple[int, int, int] | None = None,
+                      record: bool = False) -> tuple[int, dict]:
+    """create, for a caller that starts the container next (run): return init's pid and
+    the container's record, which says `created` in memory only (unless `record`) -
+    start writes it while init execs (one write fewer before the process runs)."""
     check_id(cid)
     bundle = os.path.abspath(bundle)
     config = load_config(bundle)
@@ -103,13 +114,13 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
         cg.create()
         st["cgroup"] = cg.to_state()  # saved with init's pid
         pid = _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
-                     no_pivot, st, store, cid, stdio)
+                     no_pivot, st, store, cid, stdio, record)
     except BaseException:
         _undo(store, cid, cg, pid)
         raise
     if pid_file:
         _write_pid_file(pid_file, pid)
-    return pid
+    return pid, st
 
 
 def _root_owner(lcfg: dict) -> tuple[int, int]:
@@ -152,7 +163,7 @@ def _covers(rule: dict, dev: dict) -> bool:
 
 
 def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
-           no_pivot, st, store, cid, stdio=None) -> int:
+           no_pivot, st, store, cid, stdio=None, record=True) -> int:
     p2c_r, p2c_w = os.pipe()
     c2p_r, c2p_w = os.pipe()
     args = InitArgs(config, bundle, rootfs, state_dir, cg.dirs, console_socket, preserve_fds,
@@ -218,7 +229,8 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
                 ch.send("OK")
             elif msg == "READY":
                 st["status"] = "created"
-                store.save(cid, st)
+                if record:
+                    store.save(cid, st)
                 return pid
     except BaseException:
         if pid1:

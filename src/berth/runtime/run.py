@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from berth.runtime import linux
-from berth.runtime.create import create
+from berth.runtime.create import create_unrecorded
 from berth.runtime.delete import delete
 from berth.runtime.start import start
 from berth.runtime.store import Store
@@ -43,13 +43,14 @@ def create_and_start(store: Store, cid: str, bundle: str, pid_file: str | None =
     the container's network namespace in there, as CNI does); `started(pid)` once init
     is released, while it execs the process.
     """
-    pid = create(store, cid, bundle, pid_file, console_socket, preserve_fds, no_pivot, stdio)
+    pid, st = create_unrecorded(store, cid, bundle, pid_file, console_socket, preserve_fds,
+                                no_pivot, stdio)
     if forward:
         forward_signals(pid)
     try:
         if between is not None:
             between(pid)
-        start(store, cid, None if started is None else lambda: started(pid))
+        start(store, cid, None if started is None else lambda: started(pid), created=st)
     except BaseException:
         delete(store, cid, force=True)
         raise

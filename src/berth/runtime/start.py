@@ -17,13 +17,17 @@ from berth.runtime.state import alive, status
 from berth.runtime.store import Store
 
 
-def start(store: Store, cid: str, released=None) -> None:
+def start(store: Store, cid: str, released=None, created: dict | None = None) -> None:
     """Start container `cid`; `released()`, when given, runs as soon as init is let go,
-    while it execs (an engine records the container running meanwhile)."""
-    st = store.load(cid)
-    s = status(store, cid, st)
-    if s != "created":
-        raise InvalidState(f"cannot start container {cid!r}: it is {s}, not created")
+    while it execs (an engine records the container running meanwhile). `created`: the
+    record create_unrecorded() has just returned, written here once init is released."""
+    if created is None:
+        st = store.load(cid)
+        s = status(store, cid, st)
+        if s != "created":
+            raise InvalidState(f"cannot start container {cid!r}: it is {s}, not created")
+    else:
+        st = created
     prestart = (st.get("hooks") or {}).get("prestart")
     if prestart:
         from berth.runtime import hooks
@@ -38,6 +42,8 @@ def start(store: Store, cid: str, released=None) -> None:
     try:
         data = _release(fd, st)
         os.unlink(fifo)
+        if created is not None:
+            store.save(cid, st)  # created; running, now that the fifo is gone
         if released is not None:
             released()
         os.set_blocking(fd, True)
