@@ -5,8 +5,9 @@ Every berth command opens them, concurrently when users script it (50 `berth run
 once). A busy timeout covers ordinary contention, but not the switch of a fresh file to
 WAL mode: each opener reads the header under a shared lock, then asks for the write lock
 to change it, and SQLite answers "database is locked" at once rather than wait (the two
-could deadlock). So a database not yet in WAL mode, or missing a column, is set up under
-an flock of its directory, one process at a time; the others find it done.
+could deadlock). So a database is set up (WAL mode, schema, added columns) under an
+flock of its directory, one process at a time, whenever its user_version is not the
+checksum of the schema it is opened with; the others find it done.
 """
 
 from __future__ import annotations
