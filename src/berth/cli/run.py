@@ -188,11 +188,12 @@ def pull_if_missing(store, ref: str, policy: str = "missing") -> None:
 
 def engine():
     """The engine's records and the image store, after a reboot's recovery if one is due."""
-    from berth.engine.boot import recover
     from berth.engine.state import State
     from berth.images.store import Store
     state = State()
-    recover(state)
+    if not state.booted_here():
+        from berth.engine.boot import recover
+        recover(state)
     return state, Store()
 
 

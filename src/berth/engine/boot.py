@@ -10,23 +10,11 @@ supervisor. A transaction makes sure only one command does it.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
-from berth.engine.state import State
+from berth.engine.state import State, boot_id
 from berth.oci import jsonfast as json
-
-
-def boot_id() -> str:
-    override = os.environ.get("BERTH_BOOT_ID")  # tests simulate a reboot with it
-    if override:
-        return override
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return "unknown"
 
 
 def recover(state: State) -> list[str]:
@@ -34,8 +22,7 @@ def recover(state: State) -> list[str]:
     return the names restarted. Cheap when nothing rebooted: one read, one SELECT."""
     db = state.db
     current = boot_id()
-    row = db.execute("SELECT value FROM meta WHERE key='boot_id'").fetchone()
-    if row is not None and row[0] == current:
+    if state.booted_here(current):
         return []
     db.execute("BEGIN IMMEDIATE")
     try:

@@ -111,8 +111,9 @@ def unmount(state: State, cid: str) -> None:
                 raise
 
 
-def prepare_bundle(state: State, store: Store, c: dict) -> str:
-    """Mount the container's snapshot and write its config.json; return the bundle dir."""
+def prepare_bundle(state: State, store: Store, c: dict) -> tuple[str, dict]:
+    """Mount the container's snapshot and write its config.json; return the bundle dir
+    and the config (which the runtime then need not read back)."""
     spec = ContainerSpec.from_dict(json.loads(c["spec"]))
     rootfs = _mount(state, store, c)
     extra_mounts = []
@@ -172,7 +173,7 @@ def prepare_bundle(state: State, store: Store, c: dict) -> str:
         unmount(state, c["id"])
         release_network(state, c["id"])
         raise
-    return bundle
+    return bundle, config
 
 
 def plug_network(state: State, cid: str, dns=None):
@@ -220,7 +221,7 @@ def run_foreground(state: State, store: Store, cid: str, remove: bool = False) -
     if c["status"] == "running":
         raise ContainerRunning(f"container {c['name']} is already running")
     spec = ContainerSpec.from_dict(json.loads(c["spec"]))
-    bundle = prepare_bundle(state, store, c)
+    bundle, config = prepare_bundle(state, store, c)
     rts = runtime_store()
     console = None
     try:
@@ -233,7 +234,8 @@ def run_foreground(state: State, store: Store, cid: str, remove: bool = False) -
             state.update(cid, status="running", pid=pid, started=time.time(), exit_code=None,
                          finished=None)
         pid = create_and_start(rts, cid, bundle, console_socket=console.path if console else None,
-                               forward=True, between=plug_network(state, cid), started=running)
+                               forward=True, between=plug_network(state, cid), started=running,
+                               config=config)
         if console is not None:
             from berth.engine.tty import proxy
             from berth.runtime.run import long_wait

@@ -45,6 +45,18 @@ COLUMNS = tuple(("containers", col, decl) for col, decl in (  # added since the 
     ("ports", "TEXT NOT NULL DEFAULT '[]'")))
 
 
+def boot_id() -> str:
+    """The kernel's id of this boot (what tells the first command after a reboot)."""
+    override = os.environ.get("BERTH_BOOT_ID")  # tests simulate a reboot with it
+    if override:
+        return override
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
 def berth_root() -> str:
     base = os.environ.get("BERTH_ROOT")
     if base:
@@ -65,6 +77,11 @@ class State:
 
     def close(self) -> None:
         self.db.close()
+
+    def booted_here(self, current: str | None = None) -> bool:
+        """Do the records belong to this boot? (If not, boot.recover is due.)"""
+        row = self.db.execute("SELECT value FROM meta WHERE key='boot_id'").fetchone()
+        return row is not None and row[0] == (current or boot_id())
 
     def dir(self, cid: str) -> str:
         return os.path.join(self.containers_dir, cid)

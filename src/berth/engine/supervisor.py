@@ -265,7 +265,7 @@ class Supervisor:
         c = self.state.get(cid)
         if c["status"] == "running" and c["pid"] in self.running:
             return int(c["pid"])
-        bundle = containers.prepare_bundle(self.state, self.store, c)
+        bundle, config = containers.prepare_bundle(self.state, self.store, c)
         rts = containers.runtime_store()
         if os.path.isdir(rts.dir(cid)):
             rt_delete(rts, cid, force=True)
@@ -298,7 +298,8 @@ class Supervisor:
             pid = create_and_start(rts, cid, bundle, stdio=stdio,
                                    console_socket=console.path if console else None,
                                    between=containers.plug_network(self.state, cid,
-                                                                   self.ensure_dns))
+                                                                   self.ensure_dns),
+                                   config=config)
             if console is not None:
                 master = console.master()
                 mine.append(master)

@@ -82,13 +82,15 @@ def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
 def create_unrecorded(store: Store, cid: str, bundle: str, pid_file: str | None = None,
                       console_socket: str | None = None, preserve_fds: int = 0,
                       no_pivot: bool = False, stdio: tuple[int, int, int] | None = None,
-                      record: bool = False) -> tuple[int, dict]:
+                      record: bool = False, config: dict | None = None) -> tuple[int, dict]:
     """create, for a caller that starts the container next (run): return init's pid and
     the container's record, which says `created` in memory only (unless `record`) -
-    start writes it while init execs (one write fewer before the process runs)."""
+    start writes it while init execs (one write fewer before the process runs). `config`:
+    the bundle's config.json, when the caller has it in hand."""
     check_id(cid)
     bundle = os.path.abspath(bundle)
-    config = load_config(bundle)
+    if config is None:
+        config = load_config(bundle)
     root_path = config["root"]["path"]
     rootfs = os.path.realpath(os.path.join(bundle, root_path))
     check(config, rootfs)

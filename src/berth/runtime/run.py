@@ -36,15 +36,17 @@ def run(store: Store, cid: str, bundle: str, pid_file: str | None = None,
 def create_and_start(store: Store, cid: str, bundle: str, pid_file: str | None = None,
                      console_socket: str | None = None, preserve_fds: int = 0,
                      no_pivot: bool = False, stdio: tuple[int, int, int] | None = None,
-                     forward: bool = False, between=None, started=None) -> int:
+                     forward: bool = False, between=None, started=None,
+                     config: dict | None = None) -> int:
     """create, then start; a start that fails deletes the container. Return init's pid.
 
     `between(pid)`, when given, runs after create and before start (an engine plugs
     the container's network namespace in there, as CNI does); `started(pid)` once init
-    is released, while it execs the process.
+    is released, while it execs the process. `config`: the bundle's config.json as the
+    caller just wrote it (not read back).
     """
     pid, st = create_unrecorded(store, cid, bundle, pid_file, console_socket, preserve_fds,
-                                no_pivot, stdio)
+                                no_pivot, stdio, config=config)
     if forward:
         forward_signals(pid)
     try:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from berth.runtime.cgroups.v2 import V2
 
 CGROUP_ROOT = "/sys/fs/cgroup"
+ENODEV = 19  # errno.ENODEV (the errno module is one more import on the run path)
 
 
 def write(path: str, value: str) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 
 from berth.runtime.cgroups import (
+    ENODEV,
     kill_pids,
     missing,
     mkdirs,
@@ -87,7 +87,7 @@ class V1:
                 except (FileNotFoundError, NotADirectoryError):  # another delete won
                     return []
                 except OSError as e:  # ENODEV: read while another delete removes it
-                    if e.errno != errno.ENODEV:
+                    if e.errno != ENODEV:
                         raise
                     return []
         return []

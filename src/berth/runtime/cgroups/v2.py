@@ -6,11 +6,11 @@ not load one yet (docs/known-limits.md), so they are recorded, not enforced.
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 
 from berth.runtime.cgroups import (
+    ENODEV,
     kill_pids,
     missing,
     mkdirs,
@@ -76,7 +76,7 @@ class V2:
         except FileNotFoundError:
             return []
         except OSError as e:  # ENODEV: read while another delete removes it
-            if e.errno != errno.ENODEV:
+            if e.errno != ENODEV:
                 raise
             return []
 
