@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import berth.runtime.cgroups as cgroups
 from berth.runtime.cgroups import v1, v2
 
 
@@ -26,7 +27,7 @@ def test_a_cgroup_removed_while_listed_has_no_processes(module, tmp_path: Path,
     else:
         cg = v2.V2.from_state({"mountpoint": "/", "path": "/x", "dir": str(tmp_path)})
     assert cg.pids() == [1]
-    monkeypatch.setattr(module, "open", _enodev, raising=False)
+    monkeypatch.setattr(cgroups, "open", _enodev, raising=False)  # both read through it
     assert cg.pids() == []  # as if gone: delete's kill_all then has nothing to signal
 
 
@@ -34,6 +35,6 @@ def test_other_read_errors_still_surface(tmp_path: Path, monkeypatch) -> None:
     def eio(path, *a, **kw):  # type: ignore[no-untyped-def]
         raise OSError(errno.EIO, "Input/output error")
     cg = v1.V1.from_state({"path": "/x", "dirs": {"pids": str(tmp_path)}})
-    monkeypatch.setattr(v1, "open", eio, raising=False)
+    monkeypatch.setattr(cgroups, "open", eio, raising=False)
     with pytest.raises(OSError, match="Input/output"):
         cg.pids()

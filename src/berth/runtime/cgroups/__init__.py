@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from berth.runtime.cgroups.v2 import V2
 
 CGROUP_ROOT = "/sys/fs/cgroup"
-ENODEV = 19  # errno.ENODEV (the errno module is one more import on the run path)
+_ENODEV = 19  # errno.ENODEV (the errno module is one more import on the run path)
 
 
 def write(path: str, value: str) -> None:
@@ -41,6 +41,20 @@ def write(path: str, value: str) -> None:
 def read(path: str) -> str:
     with open(path) as f:
         return f.read().strip()
+
+
+def procs(directory: str) -> list[int]:
+    """The pids in a cgroup's cgroup.procs; none if the cgroup is gone or going (another
+    delete won: ENOENT, or ENODEV for a read while it is being removed)."""
+    try:
+        with open(directory + "/cgroup.procs") as f:
+            return [int(x) for x in f.read().split()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as e:
+        if e.errno != _ENODEV:
+            raise
+        return []
 
 
 def missing(path: str) -> list[str]:

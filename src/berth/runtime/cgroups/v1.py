@@ -6,12 +6,12 @@ import os
 import time
 
 from berth.runtime.cgroups import (
-    ENODEV,
     kill_pids,
     missing,
     mkdirs,
     mounts,
     own_cgroups,
+    procs,
     read,
     resolve,
     rmdirs,
@@ -81,15 +81,7 @@ class V1:
         for ctrl in ("pids", "memory", "freezer", "cpu"):
             d = self.dirs.get(ctrl)
             if d and os.path.isdir(d):
-                try:
-                    with open(d + "/cgroup.procs") as f:
-                        return [int(x) for x in f.read().split()]
-                except (FileNotFoundError, NotADirectoryError):  # another delete won
-                    return []
-                except OSError as e:  # ENODEV: read while another delete removes it
-                    if e.errno != ENODEV:
-                        raise
-                    return []
+                return procs(d)
         return []
 
     def freeze(self) -> None:

@@ -10,11 +10,11 @@ import os
 import time
 
 from berth.runtime.cgroups import (
-    ENODEV,
     kill_pids,
     missing,
     mkdirs,
     own_cgroups,
+    procs,
     read,
     resolve,
     rmdirs,
@@ -70,15 +70,7 @@ class V2:
         return [self.dir + "/cgroup.procs"]
 
     def pids(self) -> list[int]:
-        try:
-            with open(self.dir + "/cgroup.procs") as f:
-                return [int(x) for x in f.read().split()]
-        except FileNotFoundError:
-            return []
-        except OSError as e:  # ENODEV: read while another delete removes it
-            if e.errno != ENODEV:
-                raise
-            return []
+        return procs(self.dir)
 
     def freeze(self) -> None:
         self._freeze("1")
