@@ -78,7 +78,7 @@ class NetworkNotFound(EngineError):
 def _db(state: State):
     if not getattr(state, "networks_schema", False):
         from berth import database
-        database.ensure(state.db, os.path.join(state.root, "engine.db"), SCHEMA, (
+        database.ensure(state.db, state.db_path, SCHEMA, (
             ("endpoints", "ifname", "TEXT NOT NULL DEFAULT 'eth0'"),
             ("endpoints", "aliases", "TEXT NOT NULL DEFAULT '[]'")))
         state.networks_schema = True  # type: ignore[attr-defined]

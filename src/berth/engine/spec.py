@@ -126,11 +126,12 @@ def parse_extra(add_host: tuple[str, ...] = (), dns: tuple[str, ...] = (),
                 security_opt: tuple[str, ...] = (), init: bool = False) -> dict:
     """The rarer `run` flags, checked here so a bad value fails before anything is made."""
     import os
-    out: dict = {}  # (addresses are checked by _socket: socket costs `berth run` ~3 ms)
+    if add_host or dns:
+        import _socket  # not socket: its import (enum, selectors) costs berth run ~3 ms
+    out: dict = {}
     if init:
         out["init"] = init_binary()
     for h in add_host:
-        import _socket
         name, _, ip = h.partition(":")
         try:
             _socket.inet_aton(ip)
@@ -138,7 +139,6 @@ def parse_extra(add_host: tuple[str, ...] = (), dns: tuple[str, ...] = (),
             raise InvalidOption(f"invalid --add-host {h!r}: use NAME:IPv4") from None
         out.setdefault("add_hosts", []).append([name, ip])
     for d in dns:
-        import _socket
         try:
             _socket.inet_aton(d)
         except OSError:

@@ -72,7 +72,8 @@ class State:
         self.root = root or berth_root()
         self.containers_dir = os.path.join(self.root, "containers")
         os.makedirs(self.containers_dir, 0o711, exist_ok=True)
-        self.db = database.connect(os.path.join(self.root, "engine.db"), SCHEMA, COLUMNS)
+        self.db_path = os.path.join(self.root, "engine.db")
+        self.db = database.connect(self.db_path, SCHEMA, COLUMNS)
         self.db.row_factory = sqlite3.Row
 
     def close(self) -> None:

@@ -80,8 +80,6 @@ _VERBS["run"] = dict(_VERBS["create"], **{
 _STOP_AT_FIRST_ARG = {"exec", "ps"}  # the rest belongs to the process / to ps
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     g: dict = {}
