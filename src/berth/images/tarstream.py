@@ -22,7 +22,7 @@ import struct
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 BLOCK = 512
 ZEROS = bytes(BLOCK)
@@ -173,7 +173,9 @@ class TarReader:
             n -= k
         return b"".join(parts)
 
-    def _skip(self, n: int) -> None:
+    def _views(self, n: int) -> Iterator[memoryview]:
+        """The next n bytes of the stream, chunk by chunk, as views; TarError if the
+        stream ends first."""
         while n:
             avail = len(self._chunk) - self._pos
             if not avail:
@@ -181,8 +183,14 @@ class TarReader:
                     raise TarError("unexpected end of data")
                 continue
             k = min(avail, n)
+            view = self._chunk[self._pos:self._pos + k]
             self._pos += k
             n -= k
+            yield view
+
+    def _skip(self, n: int) -> None:
+        for _ in self._views(n):
+            pass
 
     def drain(self) -> None:
         """Read the stream to its end (what follows the end-of-archive blocks is padding)."""
@@ -194,20 +202,11 @@ class TarReader:
 
     def write_data(self, fd: int) -> int:
         """Write the current entry's data to `fd`; return how many bytes."""
-        n, total = self._left, self._left
+        total = self._left
         write = os.write
-        while n:
-            avail = len(self._chunk) - self._pos
-            if not avail:
-                if not self._fill():
-                    raise TarError("unexpected end of data")
-                continue
-            k = min(avail, n)
-            view = self._chunk[self._pos:self._pos + k]
+        for view in self._views(total):
             while view:
                 view = view[write(fd, view):]
-            self._pos += k
-            n -= k
         self._left = 0
         return total
 
