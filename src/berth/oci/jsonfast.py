@@ -33,6 +33,15 @@ _scan = _json.make_scanner(_Context())  # type: ignore[arg-type]
 _quote = _json.encode_basestring
 
 
+def _unserialisable(obj: object) -> object:
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+# the C encoder json.dumps uses for compact output: (markers, default, encoder, indent,
+# key separator, item separator, sort_keys, skipkeys, allow_nan)
+_encode = _json.make_encoder(None, _unserialisable, _quote, None, ":", ",", False, False, True)
+
+
 def _skip_ws(s: str, i: int) -> int:
     n = len(s)
     while i < n and s[i] in " \t\n\r":
@@ -61,6 +70,8 @@ def loads(data: str | bytes) -> Any:
 
 def dumps(obj: Any, indent: int | None = None) -> str:
     """Serialise dicts, lists, strings, numbers, booleans and None."""
+    if indent is None:
+        return "".join(_encode(obj, 0))
     out: list[str] = []
     _emit(obj, out, indent, 0)
     return "".join(out)

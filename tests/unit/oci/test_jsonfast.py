@@ -22,6 +22,15 @@ def test_round_trip_matches_json(v: object) -> None:
     assert jsonfast.loads(json.dumps(v)) == v
     assert json.loads(jsonfast.dumps(v)) == v
     assert json.loads(jsonfast.dumps(v, indent=2)) == v
+    assert jsonfast.dumps(v) == json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_what_json_cannot_hold_is_a_type_error() -> None:
+    for bad in ({"a": {1, 2}}, [object()], {"b": b"x"}):
+        with pytest.raises(TypeError, match="cannot serialise"):
+            jsonfast.dumps(bad)
+        with pytest.raises(TypeError, match="cannot serialise"):
+            jsonfast.dumps(bad, indent=2)
 
 
 @pytest.mark.parametrize("bad", ['{"a":', "[1,]", "nul", '{"a":1} trailing', ""])
