@@ -12,12 +12,12 @@ DEB_PACKAGES := python3-venv python3-dev gcc busybox-static libseccomp2 runc pod
 	qemu-system-x86 qemu-utils linux-image-amd64 cpio tini
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps venv images guest lint typecheck clean bench conformance
+.PHONY: demo test deps venv frozen images guest lint typecheck clean bench conformance
 
-demo: deps venv images guest
+demo: deps venv frozen images guest
 	@$(VENV)/bin/python scripts/demo.py $(BUSYBOX_IMAGE) $(GUEST)
 
-test: deps venv images guest
+test: deps venv frozen images guest
 	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
@@ -43,6 +43,13 @@ $(VENV)/.installed: pyproject.toml $(BUILD)/.deps
 	scripts/install-launchers.sh $(VENV) $(CURDIR)/src
 	touch $@
 
+# `berth run`'s modules in one file (src/berth/frozen.py), again whenever a source changes
+FROZEN := src/berth/__pycache__/run.$(shell $(PYTHON) -c \
+	'import sys; print(sys.implementation.cache_tag)').frozen
+frozen: $(FROZEN)
+$(FROZEN): $(shell find src/berth -name '*.py') $(VENV)/.installed
+	$(VENV)/bin/python -m berth.frozen
+
 images: $(BUSYBOX_IMAGE)/.built
 $(BUSYBOX_IMAGE)/.built: src/berth/images/busybox.py $(VENV)/.installed
 	$(VENV)/bin/python -m berth.images.busybox $(BUSYBOX_IMAGE)
@@ -61,7 +68,7 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-bench: deps venv images guest
+bench: deps venv frozen images guest
 	$(VENV)/bin/python bench/runtime_start.py --image $(BUSYBOX_IMAGE)/rootfs
 	$(VENV)/bin/python bench/run_latency.py
 	$(VENV)/bin/python bench/idle_memory.py

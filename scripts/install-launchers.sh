@@ -31,6 +31,9 @@ import sys
 sys.path.insert(0, "$src")
 sys.path.append("$site")
 import os
+if sys.argv[1:2] == ["run"]:  # its modules from one file, if fresh (berth/frozen.py)
+    from berth.frozen import thaw
+    thaw()
 from berth.cli.main import main
 rc = main()
 sys.stdout.flush()

@@ -116,15 +116,25 @@ def test_run_imports_only_what_it_needs(berth, tmp_path: Path, network: str) -> 
     (the first run on a network makes its record, bridge and rules: not that one)."""
     berth("run", "--rm", "--network", network, "busybox", "true")
     src = str(Path(__file__).resolve().parents[3] / "src")
-    code = (f"import sys; sys.path.insert(0, {src!r}); from berth.cli.main import main; "
+    code = (f"import sys; sys.path.insert(0, {src!r}); from berth.frozen import thaw; "
+            "thawed = thaw(); from berth.cli.main import main; "
             f"rc = main(['run', '--rm', '--network', {network!r}, 'busybox', 'true']); "
-            "print(rc, ' '.join(sorted(sys.modules)))")
+            "print(rc, thawed, ' '.join(sorted(sys.modules))); "
+            "print(' '.join(m for m in sys.modules if m.startswith('berth.') "
+            "and sys.modules[m].__spec__.loader_state != 'frozen'))")
     env = dict(os.environ, BERTH_ROOT=str(tmp_path / "root"),
                BERTH_RUNTIME_ROOT=str(tmp_path / "runtime"))
     p = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", code], capture_output=True,
                        text=True, env=env, timeout=60)
-    rc, _, mods = p.stdout.partition(" ")
+    rc, thawed, mods = p.stdout.split("\n")[0].split(" ", 2)
     assert rc == "0", p.stderr
+    # the launcher's frozen modules (berth/frozen.py; `make frozen` builds them) are all
+    # the berth modules it runs, but for those of the bridge
+    assert thawed == "True", "no fresh frozen file: make frozen"
+    imported = set(p.stdout.split("\n")[1].split()) - {"berth.frozen"}
+    if network == "bridge":
+        imported -= {"berth.engine.networks", "berth.engine.netlink", "berth.engine.ports"}
+    assert imported == set(), "add these to berth.frozen.RUN"
     heavy = {"json", "re", "enum", "socket", "subprocess", "ipaddress", "hashlib", "shutil",
              "ctypes", "click", "dataclasses", "typing", "sqlite3", "datetime", "random",
              "secrets", "tempfile", "asyncio", "aiohttp", "berth.engine.supervisor",
