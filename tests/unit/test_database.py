@@ -99,3 +99,15 @@ def test_a_changed_schema_reaches_an_existing_database(tmp_path: Path) -> None:
     db = database.connect(path, more, (("t", "z", "INTEGER"),))
     assert {r[0] for r in db.execute("SELECT name FROM sqlite_master")} == {"t", "u"}
     assert [r[1] for r in db.execute("PRAGMA table_info(t)")] == ["x", "z"]
+
+
+def test_the_wal_stays_short(tmp_path: Path) -> None:
+    """Each command's first open reads the whole WAL: commits checkpoint it every
+    WAL_FRAMES pages, not SQLite's default 1000."""
+    path = str(tmp_path / "t.db")
+    db = database.connect(path, SCHEMA)
+    for _ in range(300):  # each commit adds a frame (the table's one page)
+        db.execute("INSERT INTO t (x) VALUES (1)")
+    busy, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and 0 < frames <= 100  # 300 with the default
+    db.close()
