@@ -3,7 +3,8 @@
 berth has no daemon to start at boot, so the first berth command after one does
 it: the kernel's boot id differs from the one recorded, so every container the
 records call running is marked exited (its processes, mounts and network
-endpoints died with the old boot), and those whose policy is `always` or
+endpoints died with the old boot), those run with --rm are removed (their volatile
+snapshots are not kept across a crash), and those whose policy is `always` or
 `unless-stopped` (and that no one stopped) are started again through the
 supervisor. A transaction makes sure only one command does it.
 """
@@ -50,7 +51,14 @@ def recover(state: State) -> list[str]:
     restarted = []
     from berth.engine import containers
     for c in was_running:
-        policy = json.loads(c["spec"]).get("restart", "no").partition(":")[0]
+        spec = json.loads(c["spec"])
+        if spec.get("remove"):  # run --rm: it went with its boot (dockerd's restore does so)
+            try:
+                containers.remove(state, c["id"], force=True, volumes=True, owned=True)
+            except Exception as e:  # noqa: BLE001 - one broken container must not stop the rest
+                sys.stderr.write(f"berth: removing {c['name']} after reboot: {e}\n")
+            continue
+        policy = spec.get("restart", "no").partition(":")[0]
         if policy in ("always", "unless-stopped") and not c["stop_requested"]:
             try:
                 containers.start_detached(state, c["id"])

@@ -21,33 +21,50 @@ from berth.engine.spec import ContainerSpec, endpoints_of, oci_config, process_a
 from berth.engine.state import State
 from berth.oci import jsonfast as json
 
+_ENOENT, _EINVAL = 2, 22  # errno's, without its import on the run path
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from berth.images.store import Store
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def _rmtree(top: str) -> None:
-    """rm -rf of a container's directory, without following symlinks (shutil.rmtree's
-    import costs `berth run --rm` ~9 ms: fnmatch, re, bz2, lzma)."""
+    """rm -rf of a container's directory, never through a symlink: each directory is
+    opened with O_NOFOLLOW and emptied through its descriptor (shutil.rmtree's import
+    costs `berth run --rm` ~9 ms: fnmatch, re, bz2, lzma; os.fwalk stats every entry)."""
     try:
-        for _, dirs, files, dfd in os.fwalk(top, topdown=False):  # children first
-            for name in files:
-                _ignore_missing(os.unlink, name, dfd)
-            for name in dirs:
-                try:
-                    _ignore_missing(os.rmdir, name, dfd)
-                except NotADirectoryError:  # a symlink to a directory: fwalk lists it there
-                    _ignore_missing(os.unlink, name, dfd)
-        os.rmdir(top)
+        fd = os.open(top, _DIR_FLAGS)
     except FileNotFoundError:  # top is gone, or went meanwhile
-        pass
-
-
-def _ignore_missing(call, name: str, dfd: int) -> None:
+        return
     try:
-        call(name, dir_fd=dfd)
+        _empty(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(top)
     except FileNotFoundError:
         pass
+
+
+def _empty(dfd: int) -> None:
+    with os.scandir(dfd) as it:  # the types come with the names (no stat)
+        entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+    for name, is_dir in entries:
+        try:
+            if is_dir:
+                fd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+                try:
+                    _empty(fd)
+                finally:
+                    os.close(fd)
+                os.rmdir(name, dir_fd=dfd)
+            else:
+                os.unlink(name, dir_fd=dfd)
+        except FileNotFoundError:
+            pass
 
 
 def runtime_store():
@@ -88,26 +105,25 @@ def create(state: State, store: Store, spec: ContainerSpec) -> str:
     return cid
 
 
-def _mount(state: State, store: Store, c: dict) -> str:
+def _mount(state: State, store: Store, c: dict, volatile: bool = False) -> str:
     from berth.images import snapshots
     d = state.dir(c["id"])
     rootfs = os.path.join(d, "rootfs")
     if not os.path.ismount(rootfs):
         snapshots.mount(store, c["image_id"], rootfs, os.path.join(d, "upper"),
-                        os.path.join(d, "work"))
+                        os.path.join(d, "work"), volatile=volatile)
     return rootfs
 
 
 def unmount(state: State, cid: str) -> None:
     """Unmount the container's snapshot if it is mounted (the supervisor and a CLI may race)."""
-    import errno
     rootfs = os.path.join(state.dir(cid), "rootfs")
     if os.path.ismount(rootfs):
         from berth.images import snapshots
         try:
             snapshots.unmount(rootfs)
         except OSError as e:
-            if e.errno not in (errno.EINVAL, errno.ENOENT):
+            if e.errno not in (_EINVAL, _ENOENT):
                 raise
 
 
@@ -115,7 +131,7 @@ def prepare_bundle(state: State, store: Store, c: dict) -> tuple[str, dict]:
     """Mount the container's snapshot and write its config.json; return the bundle dir
     and the config (which the runtime then need not read back)."""
     spec = ContainerSpec.from_dict(json.loads(c["spec"]))
-    rootfs = _mount(state, store, c)
+    rootfs = _mount(state, store, c, volatile=spec.remove)  # as podman's --rm
     extra_mounts = []
     extra = getattr(spec, "extra", None) or {}
     try:

@@ -31,7 +31,8 @@ def mounted(state: State, store: Store, ref: str) -> Iterator[tuple[dict, str]]:
     from berth.engine.containers import _mount, refresh, unmount
     c = refresh(state, state.get(ref))
     was = os.path.ismount(os.path.join(state.dir(c["id"]), "rootfs"))
-    rootfs = _mount(state, store, c)
+    from berth.oci import jsonfast
+    rootfs = _mount(state, store, c, volatile=jsonfast.loads(c["spec"]).get("remove", False))
     try:
         yield c, rootfs
     finally:

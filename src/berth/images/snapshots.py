@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from berth.images.store import Store
 
 _PAGE = 4096
+_EINVAL = 22  # errno.EINVAL, without the import on the run path
 
 
 def lower_option(store: Store, image_id: str) -> str:
@@ -34,8 +35,14 @@ def lower_option(store: Store, image_id: str) -> str:
 
 
 def mount(store: Store, image_id: str, target: str, upper: str | None, work: str | None,
-          readonly: bool = False) -> None:
-    """Mount the image at `target`: with upper/work a writable overlay, else read-only."""
+          readonly: bool = False, volatile: bool = False) -> None:
+    """Mount the image at `target`: with upper/work a writable overlay, else read-only.
+
+    `volatile` (for a container removed when it exits, as podman does for --rm): the
+    overlay skips every sync of the upper filesystem, above all the syncfs of the whole
+    host filesystem when it is unmounted (~0.7 ms of a run here; far more while other
+    writes are pending). Its upper is not meant to outlive a crash; the kernel marks the
+    work directory so that it is not mounted again as it is."""
     from berth.runtime import linux  # the one ctypes seam for mount(2)
 
     lower = lower_option(store, image_id)
@@ -51,16 +58,42 @@ def mount(store: Store, image_id: str, target: str, upper: str | None, work: str
         os.makedirs(upper, 0o755, exist_ok=True)
         os.makedirs(work, 0o700, exist_ok=True)
         opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
+        if volatile:
+            _forget_volatile(work)
+            opts += ",volatile"
     if len(opts) >= _PAGE:
         raise ImageFailure(f"image {image_id[7:19]} has too many layers for one overlay mount "
                            f"({lower.count(':') + 1})")
     cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.chdir(store.layers)
-        linux.mount("overlay", target, "overlay", linux.MS_RDONLY if readonly else 0, opts)
+        flags = linux.MS_RDONLY if readonly else 0
+        try:
+            linux.mount("overlay", target, "overlay", flags, opts)
+        except OSError as e:
+            if not volatile or e.errno != _EINVAL:
+                raise
+            # a kernel before 5.10 has no such option: an ordinary overlay then
+            linux.mount("overlay", target, "overlay", flags, opts.removesuffix(",volatile"))
     finally:
         os.fchdir(cwd)
         os.close(cwd)
+
+
+def _forget_volatile(work: str) -> None:
+    """A volatile overlay leaves work/work/incompat/volatile, and the kernel refuses that
+    work directory until it is gone. The engine mounts a volatile snapshot again only in
+    the boot that made it (a reboot removes containers that were to be removed), after
+    a clean unmount: the upper is whole, and the mark can go."""
+    incompat = os.path.join(work, "work", "incompat")
+    mark = os.path.join(incompat, "volatile")
+    try:
+        for name in os.listdir(mark):  # the kernel puts a file ("dirty") in it
+            os.unlink(os.path.join(mark, name))
+        os.rmdir(mark)
+        os.rmdir(incompat)
+    except FileNotFoundError:
+        pass
 
 
 def unmount(target: str) -> None:

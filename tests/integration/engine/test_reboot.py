@@ -36,6 +36,8 @@ def test_restart_policies_after_a_reboot(tmp_path: Path, busybox_image: Path) ->
         for name, policy in (("always1", "always"), ("unless1", "unless-stopped"),
                              ("stopped1", "always"), ("plain1", "no")):
             berth("run", "-d", "--name", name, "--restart", policy, "busybox", "sleep", "300")
+        berth("run", "-d", "--rm", "--name", "gone1", "busybox", "sleep", "300")
+        gone = berth("inspect", "-f", "{{.Id}}", "gone1").stdout.strip()
         berth("stop", "-t", "1", "stopped1")  # a user stopped it: it stays stopped
         # the reboot: the supervisor and every container process vanish, and their mounts
         for pid in supervisors(tmp_path / "root"):
@@ -49,8 +51,10 @@ def test_restart_policies_after_a_reboot(tmp_path: Path, busybox_image: Path) ->
         env["BERTH_BOOT_ID"] = "boot-2"
         status = dict(line.split(" ", 1) for line in berth(
             "ps", "-a", "--format", "{{.Names}} {{.State}}").stdout.splitlines())
+        # gone1 (--rm) is removed, as dockerd removes it when it restores
         assert status == {"always1": "running", "unless1": "running", "stopped1": "exited",
                           "plain1": "exited"}
+        assert not (tmp_path / "root" / "containers" / gone).exists()
         assert berth("exec", "always1", "cat", "/proc/1/comm").stdout == "sleep\n"
         # the next command is not a reboot: nothing is restarted twice
         before = berth("inspect", "-f", "{{.State.Pid}}", "always1").stdout

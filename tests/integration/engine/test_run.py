@@ -110,6 +110,41 @@ def test_same_answers_as_podman(berth, busybox_rootfs: Path) -> None:  # type: i
     assert ours == theirs
 
 
+def _volatile_root(mountinfo_line: str) -> bool:
+    """Whether the line for / says volatile ("fsync=volatile" on kernels from 6.x)."""
+    return bool({"volatile", "fsync=volatile"} & set(mountinfo_line.split()[-1].split(",")))
+
+
+@pytest.mark.e2e
+def test_rm_snapshots_are_volatile_as_podmans(berth, busybox_rootfs: Path) -> None:  # type: ignore[no-untyped-def]
+    """run --rm mounts the container's snapshot volatile, as podman does: no sync of the
+    host's filesystem when it goes. A container that stays keeps a durable one."""
+    import shutil
+    if shutil.which("podman") is None:
+        pytest.skip("podman not installed")
+    script = "grep ' / / ' /proc/self/mountinfo"
+    ours = (berth("run", "--rm", "--network", "none", "busybox", "sh", "-c", script).stdout,
+            berth("run", "--name", "kept", "--network", "none", "busybox", "sh", "-c",
+                  script).stdout)
+    again = berth("start", "-a", "kept").stdout  # its snapshot mounts again, as it was
+    assert again.split()[4] == "/" and not _volatile_root(again)
+    name = "localhost/berth-vol:1"
+    tar = subprocess.run(["tar", "-C", str(busybox_rootfs), "-c", "."], capture_output=True,
+                         check=True).stdout
+    subprocess.run(["podman", "import", "-", name], input=tar, capture_output=True, check=True)
+    podman = ["podman", "--runtime", "runc", "run", "--network", "none"]
+    try:
+        theirs = (subprocess.run([*podman, "--rm", name, "sh", "-c", script],
+                                 capture_output=True, text=True, check=True).stdout,
+                  subprocess.run([*podman, "--name", "berth-vol-kept", name, "sh", "-c", script],
+                                 capture_output=True, text=True, check=True).stdout)
+    finally:
+        subprocess.run(["podman", "rm", "-f", "berth-vol-kept"], capture_output=True)
+        subprocess.run(["podman", "rmi", "-f", name], capture_output=True)
+    assert [_volatile_root(x) for x in ours] == [_volatile_root(x) for x in theirs] \
+        == [True, False]
+
+
 @pytest.mark.parametrize("network", ["none", "bridge"])
 def test_run_imports_only_what_it_needs(berth, tmp_path: Path, network: str) -> None:  # type: ignore[no-untyped-def]
     """`berth run --rm` must not pay for modules whose import alone costs milliseconds

@@ -252,6 +252,41 @@ def test_many_layers_fit_one_overlay_mount(store: Store, tmp_path: Path) -> None
         snapshots.unmount(str(target))
 
 
+def _volatile(target: Path) -> bool:
+    """Whether the overlay at `target` is volatile ("fsync=volatile" on kernels from 6.x)."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4] == str(target):
+            return bool({"volatile", "fsync=volatile"} & set(fields[-1].split(",")))
+    raise AssertionError(f"{target} is not mounted")
+
+
+def test_a_volatile_snapshot_mounts_again_with_its_upper(store: Store, tmp_path: Path) -> None:
+    """volatile (run --rm) skips the upper's syncs; the kernel marks the work directory,
+    which would refuse the next mount: the snapshot mounts again, its writes kept."""
+    image_id = build_image(store, [make_tar([("keep", "file", "k")])], "localhost/vol:1")
+    target, upper, work = tmp_path / "m", tmp_path / "u", tmp_path / "w"
+    target.mkdir()
+    snapshots.mount(store, image_id, str(target), str(upper), str(work), volatile=True)
+    try:
+        assert _volatile(target)
+        (target / "written").write_text("w")
+    finally:
+        snapshots.unmount(str(target))
+    assert (work / "work" / "incompat" / "volatile").is_dir()
+    snapshots.mount(store, image_id, str(target), str(upper), str(work), volatile=True)
+    try:
+        assert (target / "written").read_text() == "w"
+        assert (target / "keep").read_text() == "k"
+    finally:
+        snapshots.unmount(str(target))
+    snapshots.mount(store, image_id, str(target), str(tmp_path / "u2"), str(tmp_path / "w2"))
+    try:
+        assert not _volatile(target)
+    finally:
+        snapshots.unmount(str(target))
+
+
 def test_load_of_a_tampered_layout_commits_nothing(store: Store, tmp_path: Path,
                                                    busybox_image: Path) -> None:
     layout = tmp_path / "layout"
