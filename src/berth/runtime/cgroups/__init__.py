@@ -208,6 +208,8 @@ def mounts() -> tuple[str | None, dict[str, str]]:
     v1: dict[str, str] = {}
     with open("/proc/self/mountinfo") as f:
         for line in f:
+            if "cgroup" not in line:  # most lines, more with every container's rootfs
+                continue
             fields = line.split()
             sep = fields.index("-")
             fstype, super_opts = fields[sep + 1], fields[sep + 3]
