@@ -132,7 +132,7 @@ def build(name: str = "run", modules: tuple[str, ...] = RUN,
     if order.returncode != 0:
         raise RuntimeError(f"importing the modules to freeze failed:\n{order.stderr}")
     entries = []
-    done = set(sys.modules) & {"berth", package}  # imported before the recording began
+    done = {"berth", "berth.frozen"}  # what the recording process imported before it began
     for mod_name, origin in (line.split("=", 1) for line in order.stdout.split()):
         parent = mod_name.rpartition(".")[0]
         if parent and parent not in done:
@@ -174,8 +174,10 @@ def _order(package: str, modules: list[str]) -> list[str]:
     class Recorder:
         @staticmethod
         def find_spec(name: str, path: object = None, target: object = None) -> object:
+            if name != package and not name.startswith(package + "."):
+                return None  # the standard library's: the usual finders
             spec = path_finder.find_spec(name, path, target)
-            if spec is not None and (name == package or name.startswith(package + ".")):
+            if spec is not None:
                 run = spec.loader.exec_module
 
                 def exec_module(module: ModuleType) -> None:
