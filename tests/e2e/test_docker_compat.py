@@ -198,3 +198,35 @@ def test_same_script_same_results(engines) -> None:  # type: ignore[no-untyped-d
         elif how == "empty" and (d.stdout, b.stdout) != ("", ""):
             mismatches.append(f"{where}: expected no output: {d.stdout!r} {b.stdout!r}")
     assert mismatches == []
+
+
+def test_run_it_detaches_and_attaches_as_docker_does(engines) -> None:  # type: ignore[no-untyped-def]
+    """`run -it`, then ctrl-p ctrl-q: both leave the container running and exit 0; an
+    attach gets the terminal back and the exit code; --rm removes it once it exits."""
+    from tests.integration.engine.test_attach import Terminal
+    from tests.integration.engine.test_detached import until
+    docker, berth, env = engines
+    results = {}
+    for name, cli in (("docker", docker), ("berth", berth)):
+        cenv = dict(env if name == "berth" else os.environ, TERM="xterm")
+
+        def ps(*args: str, cli: list[str] = cli, cenv: dict = cenv) -> str:
+            return subprocess.run([*cli, "ps", *args, "--filter", "name=compat-it", "--format",
+                                   "{{.Names}}"], capture_output=True, text=True, env=cenv,
+                                  timeout=60).stdout
+
+        t = Terminal([*cli[1:], "run", "-it", "--rm", "--name", "compat-it", "--network",
+                      "none", "busybox", "sh"], cenv, program=cli[0])
+        t.ready()
+        t.type(b"echo in-$((6*7))\n")
+        t.expect(b"in-42")
+        t.type(b"\x10\x11")  # ctrl-p ctrl-q
+        detached = t.wait()
+        running = ps()
+        t = Terminal([*cli[1:], "attach", "compat-it"], cenv, program=cli[0])
+        t.ready()
+        t.type(b"exit 7\n")
+        code = t.wait()
+        until(lambda: ps("-a") == "")  # removed (docker's daemon does it a moment later)
+        results[name] = (detached, running, code)
+    assert results["berth"] == results["docker"] == (0, "compat-it\n", 7)

@@ -47,14 +47,14 @@ def each(items: tuple[str, ...], fn) -> None:
 
 def _spec_options(fn, with_detach: bool = False):
     """The flags `run` and `create` share, from cli/run.py's table."""
-    from berth.cli.run import FLAGS
+    from berth.cli.run import FLAGS, RUN_ONLY
 
     kinds: dict[str, dict] = {"flag": {"is_flag": True}, "value": {},
                               "multi": {"multiple": True}, "int": {"type": int},
                               "float": {"type": float}}
     opts = []
     for names, dest, kind, default, help_ in FLAGS:
-        if dest == "detach" and not with_detach:
+        if dest in RUN_ONLY and not with_detach:
             continue
         extra = dict(kinds.get(kind, {}))
         if kind.startswith("choice:"):

@@ -73,7 +73,10 @@ FLAGS: list[tuple[tuple[str, ...], str, str, object, str]] = [
      "no-new-privileges, seccomp=unconfined|PROFILE.json."),
     (("--pull",), "pull_policy", "choice:always,missing,never", "missing",
      "Pull the image before running."),
+    (("--detach-keys",), "detach_keys", "value", None,
+     "Override the key sequence for detaching from -it (default ctrl-p,ctrl-q)."),
 ]
+RUN_ONLY = ("detach", "detach_keys")  # run's flags that create has not
 
 
 def parse_fast(argv: list[str], with_detach: bool = True) -> dict:
@@ -85,7 +88,7 @@ def parse_fast(argv: list[str], with_detach: bool = True) -> dict:
     table = {}
     shorts = set()
     for names, dest, kind, _, _ in FLAGS:
-        if dest == "detach" and not with_detach:
+        if dest in RUN_ONLY and not with_detach:
             continue
         for n in names:
             table[n] = (dest, kind != "flag", kind == "multi")
@@ -203,31 +206,64 @@ def run(kw: dict) -> int:
     from berth.runtime.errors import RuntimeFailure
 
     spec = make_spec(kw)
+    attached = bool(kw["interactive"] and kw["tty"] and not kw["detach"])
+    if attached:  # bad detach keys fail before anything is made
+        from berth.engine.attach import parse_detach_keys
+        parse_detach_keys(kw.get("detach_keys") or "ctrl-p,ctrl-q")
     state, store = engine()
     pull_if_missing(store, spec.image, str(kw["pull_policy"]))
     cid = containers.create(state, store, spec)
     if kw["detach"]:
+        from berth.engine.errors import EngineError
         try:
             containers.start_detached(state, cid)
+        except EngineError as e:  # the supervisor could not start it
+            containers.remove(state, cid, force=True, volumes=True)
+            sys.stderr.write(f"Error: {e}\n")
+            return failure_code(str(e))
         except BaseException:
             containers.remove(state, cid, force=True, volumes=True)
             raise
         sys.stdout.write(cid + "\n")
         return 0
+    if attached:
+        return run_attached(state, cid, kw.get("detach_keys") or "ctrl-p,ctrl-q",
+                            kw["remove"])
     removed = False
     try:
         code = containers.run_foreground(state, store, cid, remove=kw["remove"])
         removed = kw["remove"]
         return code
     except RuntimeFailure as e:
-        # as docker: 127 when the command is not found, 126 when it cannot be run
-        msg = str(e)
-        sys.stderr.write(f"Error: {msg}\n")
-        return 127 if "not found" in msg or "no such executable" in msg else \
-            126 if msg.startswith("exec:") else 125
+        sys.stderr.write(f"Error: {e}\n")
+        return failure_code(str(e))
     finally:
         if kw["remove"] and not removed:  # it failed to start, or was interrupted
             containers.remove(state, cid, force=True, volumes=True, owned=True)
+
+
+def failure_code(msg: str) -> int:
+    """As docker: 127 when the command is not found, 126 when it cannot be run, else 125."""
+    return 127 if "not found" in msg or "no such executable" in msg else \
+        126 if msg.startswith("exec:") else 125
+
+
+def run_attached(state, cid: str, detach_keys: str, remove: bool) -> int:
+    """`run -it`, the way docker's CLI does it: the supervisor runs the container and this
+    command attaches to its terminal, so the detach keys leave it running (and `attach`
+    comes back to it). The container's exit code, or 0 when the user detached."""
+    from berth.engine import attach, containers
+    from berth.engine.errors import EngineError
+    try:
+        code = attach.attach(state.root, cid, stdin=True, start=True, detach_keys=detach_keys)
+    except EngineError as e:
+        if containers.get(state, cid)["status"] != "created":  # it ran: not ours to judge
+            raise
+        if remove:  # it never started
+            containers.remove(state, cid, force=True, volumes=True)
+        sys.stderr.write(f"Error: {e}\n")
+        return failure_code(str(e))
+    return 0 if code is None else code
 
 
 def fast_main(argv: list[str]) -> int:

@@ -32,6 +32,8 @@ from berth.engine.errors import EngineError
 from berth.engine.rundir import run_dir, socket_path
 from berth.engine.state import State
 from berth.engine.stdio import ContainerIO
+from berth.images.errors import ImageFailure
+from berth.runtime.errors import RuntimeFailure
 
 IDLE_EXIT = 1.0  # seconds without containers before the supervisor exits
 
@@ -152,7 +154,8 @@ class Supervisor:
                     reply, io = self.attach(req)
                 else:
                     reply, io = self.handle(req), None
-            except (EngineError, OSError, ValueError, KeyError) as e:
+            except (EngineError, RuntimeFailure, ImageFailure, OSError, ValueError,
+                    KeyError) as e:
                 reply, io = {"ok": False, "error": str(e)}, None
             except Exception as e:  # noqa: BLE001 - a bug must not kill every container's logs
                 reply, io = {"ok": False, "error": f"{type(e).__name__}: {e}"}, None

@@ -32,13 +32,15 @@ def env_for(tmp_path: Path) -> dict:
 
 
 class Terminal:
-    """`berth ARGS` on a pty of a given size: type, wait for text, collect its exit status."""
+    """`berth ARGS` (or `program ARGS`) on a pty of a given size: type, wait for text,
+    collect its exit status."""
 
-    def __init__(self, args: list[str], env: dict, rows: int = 24, cols: int = 80) -> None:
+    def __init__(self, args: list[str], env: dict, rows: int = 24, cols: int = 80,
+                 program: str = BERTH) -> None:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:
             fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-            os.execve(BERTH, [BERTH, *args], env)
+            os.execvpe(program, [program, *args], env)
         self.screen = b""
 
     def _read(self, timeout: float) -> bool:

@@ -53,6 +53,27 @@ def test_run_it_gives_an_interactive_shell_on_a_tty(berth, tmp_path: Path) -> No
     assert "/dev/pts/0" in screen and "42" in screen
 
 
+def test_run_it_detach_keys_of_ones_own(berth, tmp_path: Path) -> None:  # noqa: F811
+    """run -it is attached through the supervisor: --detach-keys leave the container
+    running (bad keys are refused before anything is made); create has no such flag."""
+    from tests.integration.engine.test_attach import Terminal, status
+    p = berth("run", "-it", "--detach-keys", "ctrl-", "busybox", "sh", check=False)
+    assert p.returncode == 125 and "invalid detach keys" in p.stderr
+    assert berth("ps", "-aq").stdout == ""
+    p = berth("create", "--detach-keys", "ctrl-x", "busybox", "sh", check=False)
+    assert p.returncode != 0 and "--detach-keys" in p.stderr
+    t = Terminal(["run", "-it", "--detach-keys", "ctrl-x,y", "--name", "own", "busybox", "sh"],
+                 env_for(tmp_path))
+    t.ready()
+    t.type(b"echo $((2+3))-up\n")
+    t.expect(b"5-up")
+    t.type(b"\x18y")
+    assert t.wait() == 0
+    assert status(berth, "own") == "running 0"
+    assert berth("exec", "own", "cat", "/proc/1/comm").stdout == "sh\n"
+    berth("rm", "-f", "own")
+
+
 def test_exec_it_joins_a_running_container(berth, tmp_path: Path) -> None:  # noqa: F811
     berth("run", "-d", "--name", "t1", "busybox", "sleep", "60")
     code, screen = drive(["exec", "-it", "t1", "sh"], env_for(tmp_path),
