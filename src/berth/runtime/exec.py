@@ -16,7 +16,7 @@ from berth.oci.runtime_config import validate_process
 from berth.runtime import linux
 from berth.runtime.errors import ConfigError, InvalidState, RuntimeFailure, SetupError
 from berth.runtime.state import status
-from berth.runtime.store import Store
+from berth.runtime.store import SECCOMP_CACHE, Store
 
 _PROC_NS = {"user": "user", "ipc": "ipc", "uts": "uts", "network": "net", "pid": "pid",
             "cgroup": "cgroup", "time": "time", "mount": "mnt"}
@@ -48,7 +48,8 @@ def exec_process(store: Store, cid: str, proc: dict, detach: bool = False,
     from berth.runtime.process import ProcessPlan
 
     cg = cgroup_of(st)
-    plan = ProcessPlan(proc, lcfg, userns="user" in paths)
+    plan = ProcessPlan(proc, lcfg, userns="user" in paths,
+                       seccomp_cache=os.path.join(store.root, SECCOMP_CACHE))
     if not detach:
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     r, w = os.pipe()

@@ -22,6 +22,7 @@ import os
 from berth.oci.runtime_config import NAMESPACES
 from berth.runtime import linux
 from berth.runtime.errors import RuntimeFailure, SetupError
+from berth.runtime.store import SECCOMP_CACHE
 
 # setns order: the user namespace first (it grants the rights to join the rest), mount last
 _JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
@@ -211,7 +212,8 @@ def stage2(a: InitArgs, ch: Channel) -> None:
         linux.sethostname(cfg["hostname"])
     if cfg.get("domainname"):
         linux.setdomainname(cfg["domainname"])
-    plan = ProcessPlan(cfg["process"], lcfg, userns="user" in ns)
+    plan = ProcessPlan(cfg["process"], lcfg, userns="user" in ns,
+                       seccomp_cache=os.path.join(os.path.dirname(a.state_dir), SECCOMP_CACHE))
     console = None
     if terminal:
         console = _connect_console(a.console_socket)

@@ -146,6 +146,8 @@ _SYS_PIVOT_ROOT = 155
 _SYS_CAPGET = 125
 _SYS_CAPSET = 126
 _SYS_CLOSE_RANGE = 436
+_SYS_SECCOMP = 317
+_SECCOMP_SET_MODE_FILTER = 1
 CLOSE_RANGE_CLOEXEC = 4
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -205,6 +207,17 @@ def setdomainname(name: str) -> None:
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_libc.prctl(option, CULong(arg2), CULong(arg3), CULong(arg4), CULong(arg5)),
                   "prctl", option)
+
+
+def seccomp_filter(program: bytes, flags: int = 0) -> None:
+    """seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog) with a classic BPF program (8-byte
+    sock_filter instructions), as libseccomp's seccomp_load() installs it."""
+    code = _buffer(len(program), program)
+    # struct sock_fprog { unsigned short len; struct sock_filter *filter; }
+    fprog = _buffer(16, (len(program) // 8).to_bytes(2, "little") + b"\0" * 6
+                    + _ctypes.addressof(code).to_bytes(8, "little"))
+    _check(_libc.syscall(CULong(_SYS_SECCOMP), CUInt(_SECCOMP_SET_MODE_FILTER), CUInt(flags),
+                         fprog), "seccomp", f"flags={flags}")
 
 
 def _cap_header(pid: int):

@@ -28,7 +28,8 @@ def env_dict(env: list[str] | None) -> dict[str, str]:
 
 
 class ProcessPlan:
-    def __init__(self, proc: dict, linux_cfg: dict | None, userns: bool = False) -> None:
+    def __init__(self, proc: dict, linux_cfg: dict | None, userns: bool = False,
+                 seccomp_cache: str | None = None) -> None:
         from berth.runtime.capabilities import Capabilities
 
         self.proc = proc
@@ -39,7 +40,7 @@ class ProcessPlan:
         self.filter = None
         if sec:
             from berth.runtime import seccomp
-            self.filter = seccomp.prepare(sec)
+            self.filter = seccomp.prepare(sec, cache_dir=seccomp_cache)
         self.env = env_dict(proc.get("env"))
         self.path: str | None = None
         if proc.get("rlimits"):  # imported here, before pivot_root: execute() runs after

@@ -10,12 +10,20 @@ Must not: set no_new_privs (the runtime decides that from process.noNewPrivilege
 context is built with SCMP_FLTATR_CTL_NNP=0); import or open anything in Filter.load(), which
 runs after pivot_root and possibly after setuid; import more than linux and os (hot path).
 Seccomp user notification (SCMP_ACT_NOTIFY, listenerPath) is not supported yet.
+
+Building a filter (loading libseccomp, a rule per syscall, compiling) costs milliseconds, and
+an engine gives every container the same default profile. So `prepare(spec, cache_dir)`
+keeps each compiled program (libseccomp's own BPF, seccomp_export_bpf) in `cache_dir`, named
+by a hash of the profile, with the identity of the libseccomp that compiled it; the next
+container with that profile loads the same program with one seccomp(2) call (BpfFilter),
+without libseccomp. A cache that cannot be read or written is simply not used.
 """
 
 from __future__ import annotations
 
 import os
 
+from berth.runtime import linux
 from berth.runtime.errors import ConfigError, SetupError
 from berth.runtime.linux import (
     POINTER,
@@ -317,9 +325,121 @@ def _add_syscall_rules(lib: Library, filt: Filter, ctx: int, rule: dict, default
             _add_rule(lib, ctx, nr, action, group, name, field)
 
 
-def prepare(spec: dict, field: str = "linux.seccomp") -> Filter:
-    """Validate `spec` and build its filter; call before pivot_root, load() before execve."""
+class BpfFilter:
+    """A compiled program, from the cache: load() installs it as seccomp_load() would."""
+
+    def __init__(self, program: bytes, flags: int, skipped: list[str]) -> None:
+        self.program, self.flags, self.skipped = program, flags, skipped
+        self._install = linux.seccomp_filter  # bound now: load() looks nothing up
+
+    def load(self) -> None:
+        try:
+            self._install(self.program, self.flags)
+        except OSError as e:
+            msg = f"seccomp: loading the filter failed: {e.strerror}"
+            if e.errno == 13:  # EACCES: neither no_new_privs nor CAP_SYS_ADMIN
+                msg += ("; set process.noNewPrivileges or load the filter while the process "
+                        "still has CAP_SYS_ADMIN")
+            raise SetupError(msg) from None
+
+    def release(self) -> None:
+        pass
+
+
+# bumped whenever the way a profile becomes libseccomp rules changes (cached programs go)
+_CACHE_FORMAT = 1
+# seccomp(2) flags for the OCI flags (libseccomp sets the same for its attributes)
+_KERNEL_FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2,
+                 "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
+
+
+def prepare(spec: dict, field: str = "linux.seccomp",
+            cache_dir: str | None = None) -> Filter | BpfFilter:
+    """Validate `spec` and build its filter (or take its program from `cache_dir`); call
+    before pivot_root, load() before execve."""
     validate(spec, field)
+    if cache_dir is None:
+        return _build(spec, field)
+    from _sha256 import sha256  # built in (hashlib loads OpenSSL first)
+
+    from berth.oci import jsonfast
+    key = sha256(f"{_CACHE_FORMAT}\0{jsonfast.dumps(spec)}".encode()).hexdigest()
+    path = os.path.join(cache_dir, key[:32] + ".bpf")
+    cached = _read_cached(path)
+    if cached is not None:
+        return cached
+    filt = _build(spec, field)
+    try:
+        program = _export(filt)
+    except OSError:
+        return filt  # load it the usual way
+    flags = sum(_KERNEL_FLAGS[f] for f in spec.get("flags") or ())
+    _write_cached(path, program, flags, filt.skipped)
+    filt.release()
+    return BpfFilter(program, flags, filt.skipped)
+
+
+def _library_identity() -> str:
+    """`path mtime_ns size` of the libseccomp this process has loaded (from its maps)."""
+    with open("/proc/self/maps") as f:
+        for line in f:
+            if "libseccomp.so" in line:
+                path = line.split(None, 5)[5].strip()
+                st = os.stat(path)
+                return f"{path} {st.st_mtime_ns} {st.st_size}"
+    raise OSError(2, "libseccomp is not mapped")
+
+
+def _read_cached(path: str) -> BpfFilter | None:
+    from berth.oci import jsonfast
+    try:
+        with open(path, "rb") as f:
+            head, _, program = f.read().partition(b"\n")
+        meta = jsonfast.loads(head)
+        lib_path, mtime, size = meta["lib"].rsplit(" ", 2)
+        st = os.stat(lib_path)
+        if (str(st.st_mtime_ns), str(st.st_size)) != (mtime, size) or len(program) % 8:
+            return None  # another libseccomp since, or a torn file
+        return BpfFilter(program, int(meta["flags"]), list(meta["skipped"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_cached(path: str, program: bytes, flags: int, skipped: list[str]) -> None:
+    from berth.oci import jsonfast
+    try:
+        head = jsonfast.dumps({"lib": _library_identity(), "flags": flags, "skipped": skipped})
+        os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, head.encode() + b"\n" + program)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError:
+        pass  # no cache this time (a read-only root, a user namespace's view of it)
+
+
+def _export(filt: Filter) -> bytes:
+    """The filter's BPF program, as seccomp_load() would install it."""
+    lib = _lib()
+    lib.seccomp_export_bpf.argtypes = [CVoidP, CInt]
+    fd = os.memfd_create("berth-seccomp", os.MFD_CLOEXEC)
+    try:
+        rc = lib.seccomp_export_bpf(filt._ctx, fd)
+        if rc < 0:
+            raise OSError(-rc, os.strerror(-rc))
+        os.lseek(fd, 0, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _build(spec: dict, field: str) -> Filter:
     lib = _lib()
     default = _action_value(spec["defaultAction"], spec.get("defaultErrnoRet"))
     ctx = lib.seccomp_init(default)

@@ -23,9 +23,15 @@ def default_root() -> str:
     return os.path.join(xdg, "berth-runtime")
 
 
+SECCOMP_CACHE = ".seccomp"  # compiled seccomp programs (seccomp.prepare), not a container
+
+
 def check_id(cid: str) -> str:
     if not cid or cid in (".", "..") or not set(cid) <= _ID_CHARS:
         raise UsageError(f"invalid container id {cid!r}: use letters, digits, '_', '.', '-', '+'")
+    if cid == SECCOMP_CACHE:
+        raise UsageError(f"invalid container id {cid!r}: the runtime keeps its seccomp cache "
+                         "under that name")
     return cid
 
 
@@ -80,6 +86,6 @@ class Store:
     def ids(self) -> list[str]:
         try:
             return sorted(n for n in os.listdir(self.root)
-                          if os.path.isdir(os.path.join(self.root, n)))
+                          if n != SECCOMP_CACHE and os.path.isdir(os.path.join(self.root, n)))
         except FileNotFoundError:
             return []

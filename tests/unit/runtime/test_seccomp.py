@@ -377,3 +377,99 @@ def test_loading_without_no_new_privs_or_cap_sys_admin_says_what_to_do() -> None
     assert in_child(child) == ("seccomp: loading the filter failed: Permission denied; set "
                                "process.noNewPrivileges or load the filter while the process "
                                "still has CAP_SYS_ADMIN")
+
+
+# --- compiled programs kept in a cache directory ----------------------------------------------
+
+_DENY = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+         "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                      {"names": ["chdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+                      {"names": ["berth_no_such_syscall"], "action": "SCMP_ACT_ERRNO"}]}
+
+
+def _fresh(code: str) -> str:
+    """`code` in a fresh interpreter (no libseccomp loaded yet), berth on its path."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    src = str(Path(seccomp.__file__).resolve().parents[2])
+    p = subprocess.run([sys.executable, "-I", "-S", "-c",
+                        f"import sys; sys.path.insert(0, {src!r})\n" + code],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def _prepared_in_fresh_process(cache: str) -> str:
+    """What prepare() returns there, whether it loaded libseccomp, and what the program
+    does once loaded (in a child with no_new_privs)."""
+    return _fresh(f"""
+import errno, os
+from berth.runtime import linux, seccomp
+filt = seccomp.prepare({_DENY!r}, cache_dir={cache!r})
+mapped = "libseccomp" in open("/proc/self/maps").read()
+pid = os.fork()
+if pid == 0:
+    linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    filt.load()
+    out = []
+    for call in (os.getcwd, lambda: os.chdir("/")):
+        try:
+            call()
+            out.append("ok")
+        except OSError as e:
+            out.append(errno.errorcode[e.errno])
+    print(type(filt).__name__, mapped, filt.skipped, *out, flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+""")
+
+
+def test_a_compiled_program_is_kept_and_loaded_without_libseccomp(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cache = str(tmp_path / "cache")
+    first = _prepared_in_fresh_process(cache)
+    assert first == "BpfFilter True ['berth_no_such_syscall'] EPERM ENOSYS\n"
+    assert len(os.listdir(cache)) == 1
+    again = _prepared_in_fresh_process(cache)  # from the cache: libseccomp never loaded
+    assert again == "BpfFilter False ['berth_no_such_syscall'] EPERM ENOSYS\n"
+    other = dict(_DENY, syscalls=_DENY["syscalls"][:1])
+    _fresh(f"from berth.runtime import seccomp; "
+           f"seccomp.prepare({other!r}, cache_dir={cache!r})")
+    assert len(os.listdir(cache)) == 2  # another profile, another program
+
+
+@pytest.mark.parametrize("damage", ["another libseccomp", "torn", "garbage"])
+def test_a_stale_or_damaged_program_is_compiled_again(tmp_path, damage: str) -> None:  # type: ignore[no-untyped-def]
+    cache = tmp_path / "cache"
+    _prepared_in_fresh_process(str(cache))
+    (path,) = cache.iterdir()
+    head, _, program = path.read_bytes().partition(b"\n")
+    if damage == "another libseccomp":  # its file changed since: another size
+        lib, mtime, size = head.decode().split('"lib":"', 1)[1].split('"', 1)[0].rsplit(" ", 2)
+        head = head.replace(f"{mtime} {size}".encode(), f"{mtime} {int(size) + 1}".encode())
+        path.write_bytes(head + b"\n" + program)
+    elif damage == "torn":
+        path.write_bytes(head + b"\n" + program[:-3])
+    else:
+        path.write_bytes(b"\x00garbage")
+    assert _prepared_in_fresh_process(str(cache)) == \
+        "BpfFilter True ['berth_no_such_syscall'] EPERM ENOSYS\n"
+    assert path.read_bytes().partition(b"\n")[2] == program  # written again, whole
+
+
+def test_an_unwritable_cache_is_no_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    out = _prepared_in_fresh_process(str(blocker / "cache"))
+    assert out.endswith("EPERM ENOSYS\n")
+
+
+def test_the_cache_is_no_container(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from berth.runtime.errors import UsageError
+    from berth.runtime.store import SECCOMP_CACHE, Store
+    store = Store(str(tmp_path))
+    (tmp_path / SECCOMP_CACHE).mkdir()
+    (tmp_path / "c1").mkdir()
+    assert store.ids() == ["c1"]
+    with pytest.raises(UsageError, match="seccomp cache"):
+        store.reserve(SECCOMP_CACHE)
