@@ -41,6 +41,11 @@ SCRIPT: list[tuple] = [
     (["run", "--rm", "--network", "none", "--read-only", "busybox", "touch", "/x"], "none"),
     (["run", "--rm", "--network", "none", "busybox", "nosuchcommand"], "none"),
     (["run", "--rm", "--network", "none", "-h", "boxname", "busybox", "hostname"], "same"),
+    # the default seccomp profile, lifted by a capability, or none
+    *((["run", "--rm", "--network", "none", *opts, "busybox", "sh", "-c",
+        "grep Seccomp: /proc/self/status; unshare -U true 2>/dev/null; echo $?; "
+        "mount -t tmpfs x /mnt 2>/dev/null; echo $?"], "same")
+      for opts in ([], ["--cap-add", "SYS_ADMIN"], ["--security-opt", "seccomp=unconfined"])),
     (["run", "-d", "--name", "compat1", "--network", "none", "busybox", "sleep", "30"], "hex64"),
     (["ps"], "head"),
     (["ps", "--format", "{{.Names}} {{.Image}} {{.Command}}"], "same"),

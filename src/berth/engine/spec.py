@@ -1,9 +1,10 @@
 """ContainerSpec: what `berth run` was asked for, and the OCI config.json it becomes.
 
-Defaults follow docker's: its 14 default capabilities, masked and read-only
-/proc paths, /dev as tmpfs with devpts, shm, mqueue, read-only sysfs and
-cgroup, a new network namespace with only loopback for `--network none`, and
-Docker's default PATH when the image sets none.
+Defaults follow docker's: its 14 default capabilities, a seccomp profile
+(engine/seccomp_profile.py), masked and read-only /proc paths, /dev as tmpfs
+with devpts, shm, mqueue, read-only sysfs and cgroup, a new network namespace
+with only loopback for `--network none`, and Docker's default PATH when the image
+sets none.
 """
 
 from __future__ import annotations
@@ -318,6 +319,18 @@ def _user_mounts(root: str, mounts: list[dict]) -> list[dict]:
     return oci_mounts(root, mounts)
 
 
+def _seccomp(spec: ContainerSpec, extra: dict, caps: set[str]) -> dict:
+    """linux.seccomp: --security-opt seccomp=FILE's, none when unconfined or privileged
+    (as docker), else the default profile for the container's capabilities."""
+    given = extra.get("seccomp")
+    if isinstance(given, dict):
+        return {"seccomp": given}
+    if given == "unconfined" or spec.privileged:
+        return {}
+    from berth.engine.seccomp_profile import default_profile
+    return {"seccomp": default_profile(caps)}
+
+
 def oci_config(spec: ContainerSpec, image_cfg: dict, rootfs: str, cgroup: str,
                hostname: str, root: str = "") -> dict:
     """The runtime config.json for a container from `spec` and its image's config."""
@@ -410,8 +423,7 @@ def oci_config(spec: ContainerSpec, image_cfg: dict, rootfs: str, cgroup: str,
             "readonlyPaths": [] if spec.privileged else READONLY,
             "devices": [{k: d[k] for k in ("path", "type", "major", "minor", "fileMode", "uid",
                                            "gid")} for d in devices],
-            **({"seccomp": extra["seccomp"]} if isinstance(extra.get("seccomp"), dict)
-               else {}),
+            **_seccomp(spec, extra, caps),
         },
         "annotations": {f"org.berth.label.{k}": v for k, v in spec.labels.items()},
     }

@@ -16,7 +16,7 @@ from berth.oci.runtime_config import validate, validate_process
 from berth.runtime.errors import ConfigError, SetupError
 from berth.runtime.init import Channel, InitArgs, init_alone, one_stage, stage1
 from berth.runtime.state import OCI_VERSION, proc_stat
-from berth.runtime.store import Store, check_id
+from berth.runtime.store import SECCOMP_CACHE, Store, check_id
 
 
 def load_config(bundle: str) -> dict:
@@ -62,9 +62,7 @@ def check(config: dict, rootfs: str) -> None:
             raise ConfigError(f"linux.namespaces ({t})", f"{p} does not exist")
     from berth.runtime.capabilities import Capabilities
     Capabilities.from_config(config["process"].get("capabilities"))
-    if lcfg.get("seccomp"):
-        from berth.runtime import seccomp
-        seccomp.validate(lcfg["seccomp"])
+    # linux.seccomp: validated as create_unrecorded prepares its filter (seccomp.prepare)
 
 
 def create(store: Store, cid: str, bundle: str, pid_file: str | None = None,
@@ -97,6 +95,11 @@ def create_unrecorded(store: Store, cid: str, bundle: str, pid_file: str | None 
     if config["process"].get("terminal") and not console_socket:
         raise ConfigError("process.terminal", "a terminal needs --console-socket")
     lcfg = config.get("linux") or {}
+    filt = None
+    if lcfg.get("seccomp"):  # validated and compiled (or taken from the cache) here, once
+        from berth.runtime import seccomp
+        filt = seccomp.prepare(lcfg["seccomp"],
+                               cache_dir=os.path.join(store.root, SECCOMP_CACHE))
     from berth.runtime.cgroups import open_cgroup
 
     cg = open_cgroup(lcfg.get("cgroupsPath"), cid)
@@ -116,7 +119,7 @@ def create_unrecorded(store: Store, cid: str, bundle: str, pid_file: str | None 
         cg.create()
         st["cgroup"] = cg.to_state()  # saved with init's pid
         pid = _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
-                     no_pivot, st, store, cid, stdio, record)
+                     no_pivot, st, store, cid, stdio, record, filt)
     except BaseException:
         _undo(store, cid, cg, pid)
         raise
@@ -165,12 +168,13 @@ def _covers(rule: dict, dev: dict) -> bool:
 
 
 def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
-           no_pivot, st, store, cid, stdio=None, record=True) -> int:
+           no_pivot, st, store, cid, stdio=None, record=True, seccomp_filter=None) -> int:
     p2c_r, p2c_w = os.pipe()
     c2p_r, c2p_w = os.pipe()
     args = InitArgs(config, bundle, rootfs, state_dir, cg.dirs, console_socket, preserve_fds,
                     no_pivot)
     args.stdio = stdio
+    args.seccomp = seccomp_filter  # init loads it before execve
     args.cgroup_join = cg.join_files()  # stage 1 moves itself in: init is born inside
     # what init imports, imported here: a module read after fork costs the child 3-5
     # times as much (every object it makes or touches copies a page of ours), ~1.5 ms

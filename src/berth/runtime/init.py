@@ -22,7 +22,10 @@ import os
 from berth.oci.runtime_config import NAMESPACES
 from berth.runtime import linux
 from berth.runtime.errors import RuntimeFailure, SetupError
-from berth.runtime.store import SECCOMP_CACHE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from berth.runtime.seccomp import BpfFilter, Filter
 
 # setns order: the user namespace first (it grants the rights to join the rest), mount last
 _JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
@@ -65,6 +68,7 @@ class InitArgs:
         self.preserve_fds = preserve_fds
         self.no_pivot = no_pivot
         self.stdio: tuple[int, int, int] | None = None
+        self.seccomp: Filter | BpfFilter | None = None  # linux.seccomp's, prepared by create
         self.cgroup_join: list[str] = []  # files stage 1 writes "0" to (cgroups.join_self)
         # opened by the parent: the container's root may not be able to walk to it
         self.state_fd = os.open(state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -212,8 +216,7 @@ def stage2(a: InitArgs, ch: Channel) -> None:
         linux.sethostname(cfg["hostname"])
     if cfg.get("domainname"):
         linux.setdomainname(cfg["domainname"])
-    plan = ProcessPlan(cfg["process"], lcfg, userns="user" in ns,
-                       seccomp_cache=os.path.join(os.path.dirname(a.state_dir), SECCOMP_CACHE))
+    plan = ProcessPlan(cfg["process"], lcfg, userns="user" in ns, seccomp_filter=a.seccomp)
     console = None
     if terminal:
         console = _connect_console(a.console_socket)

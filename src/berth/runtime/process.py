@@ -16,6 +16,10 @@ from berth.oci.runtime_config import RLIMITS
 from berth.runtime import linux
 from berth.runtime.errors import SetupError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from berth.runtime.seccomp import BpfFilter, Filter
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -29,7 +33,8 @@ def env_dict(env: list[str] | None) -> dict[str, str]:
 
 class ProcessPlan:
     def __init__(self, proc: dict, linux_cfg: dict | None, userns: bool = False,
-                 seccomp_cache: str | None = None) -> None:
+                 seccomp_cache: str | None = None,
+                 seccomp_filter: Filter | BpfFilter | None = None) -> None:
         from berth.runtime.capabilities import Capabilities
 
         self.proc = proc
@@ -37,8 +42,8 @@ class ProcessPlan:
         self.caps = Capabilities.from_config(proc.get("capabilities"))
         self.warnings = list(getattr(self.caps, "warnings", []))
         sec = (linux_cfg or {}).get("seccomp")
-        self.filter = None
-        if sec:
+        self.filter = seccomp_filter  # prepared already (create does it before fork)
+        if sec and seccomp_filter is None:
             from berth.runtime import seccomp
             self.filter = seccomp.prepare(sec, cache_dir=seccomp_cache)
         self.env = env_dict(proc.get("env"))

@@ -39,6 +39,21 @@ def test_seccomp_profile_from_a_file(berth, tmp_path) -> None:  # noqa: F811
     assert "Operation not permitted" in p.stdout
 
 
+@pytest.mark.parametrize(("opts", "expected"), [
+    ((), "seccomp=2 unshare=1 mount=1"),  # docker's default profile: refused
+    (("--cap-add", "SYS_ADMIN"), "seccomp=2 unshare=0 mount=0"),  # entitled: let through
+    (("--security-opt", "seccomp=unconfined"), "seccomp=0 unshare=0 mount=1"),
+])
+def test_the_default_seccomp_profile(berth, opts: tuple[str, ...],  # noqa: F811
+                                     expected: str) -> None:
+    """From inside: a user namespace (no capability needed, but the profile refuses it, as
+    docker's) and a mount (CAP_SYS_ADMIN, which also lifts the profile's refusal)."""
+    script = ("s=$(grep Seccomp: /proc/self/status | tr -dc 0-9); unshare -U true 2>/dev/null; "
+              "u=$?; mount -t tmpfs x /mnt 2>/dev/null; echo seccomp=$s unshare=$u mount=$?")
+    p = berth("run", "--rm", "--network", "none", *opts, "busybox", "sh", "-c", script)
+    assert p.stdout.strip() == expected
+
+
 def test_stop_signal_and_timeout_from_run(berth) -> None:  # noqa: F811
     berth("run", "-d", "--name", "sig", "--stop-signal", "USR1", "--stop-timeout", "1",
           "busybox", "sh", "-c", "trap 'echo got-usr1; exit 9' USR1; while :; do sleep 0.1; done")
