@@ -151,13 +151,15 @@ class RootfsSetup:
         prop = self.linux.get("rootfsPropagation")
         flags = PROPAGATION.get(prop or "", linux.MS_SLAVE | linux.MS_REC)
         linux.mount(None, "/", None, flags | linux.MS_REC)
-        if flags & linux.MS_SHARED:  # otherwise no mount here is shared any more
-            self._make_parent_private()
+        if flags & (linux.MS_SHARED | linux.MS_UNBINDABLE):  # else none is shared any more
+            self._make_parent_private()  # (and an unbindable parent refuses the bind below)
         linux.mount(self.rootfs, self.rootfs, "bind", linux.MS_BIND | linux.MS_REC)
 
     def _make_parent_private(self) -> None:
-        """pivot_root refuses a new root whose parent mount is shared (only rootfsPropagation
-        "shared" leaves one so: reading mountinfo costs more the more mounts the host has)."""
+        """pivot_root refuses a new root whose parent mount is shared, and a bind of the
+        rootfs fails under an unbindable one: only rootfsPropagation "shared" and
+        "unbindable" leave them so (reading mountinfo costs more the more mounts the host
+        has)."""
         best = "/"
         with open("/proc/self/mountinfo") as f:
             for line in f:

@@ -66,7 +66,7 @@ def test_a_rootfs_under_a_shared_mount(runtime, bundle, busybox_rootfs: Path,  #
                                        propagation: str | None) -> None:
     """pivot_root refuses a root whose parent mount is shared: the container starts
     whatever rootfsPropagation says, and its / propagates as asked (shared only when
-    asked for rshared)."""
+    asked for rshared; "unbindable" is runtime-tools' linux_rootfs_propagation's)."""
     bundle.path.mkdir(parents=True)
     subprocess.run(["mount", "--bind", str(bundle.path), str(bundle.path)], check=True)
     try:
