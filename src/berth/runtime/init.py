@@ -25,7 +25,8 @@ from berth.runtime.errors import RuntimeFailure, SetupError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from berth.runtime.seccomp import BpfFilter, Filter
+    from berth.runtime.libseccomp import Filter
+    from berth.runtime.seccomp import BpfFilter
 
 # setns order: the user namespace first (it grants the rights to join the rest), mount last
 _JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")

@@ -18,7 +18,8 @@ from berth.runtime.errors import SetupError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from berth.runtime.seccomp import BpfFilter, Filter
+    from berth.runtime.libseccomp import Filter
+    from berth.runtime.seccomp import BpfFilter
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -1,15 +1,11 @@
-"""OCI `linux.seccomp`: strict validation, and a libseccomp filter loaded just before execve.
+"""OCI `linux.seccomp`: strict validation, and the filter loaded just before execve.
 
-Owns the translation of the OCI seccomp object into a libseccomp context (linux.Library,
-berth's lean ctypes, over libseccomp.so.2) with runc's semantics: syscall names libseccomp
-does not know are skipped, rules whose action equals the default action are skipped, several
-conditions on one argument index become one rule each (OR), otherwise a rule's conditions are
-ANDed.
-
-Must not: set no_new_privs (the runtime decides that from process.noNewPrivileges, so the
-context is built with SCMP_FLTATR_CTL_NNP=0); import or open anything in Filter.load(), which
-runs after pivot_root and possibly after setuid; import more than linux and os (hot path).
-Seccomp user notification (SCMP_ACT_NOTIFY, listenerPath) is not supported yet.
+The filter itself is libseccomp's (runtime/libseccomp.py builds it with runc's
+semantics). Must not: set no_new_privs (the runtime decides that from
+process.noNewPrivileges); import or open anything in a filter's load(), which runs after
+pivot_root and possibly after setuid; import more than linux and os on the hot path (a
+compiled program from the cache needs nothing else). Seccomp user notification
+(SCMP_ACT_NOTIFY, listenerPath) is not supported yet.
 
 Building a filter (loading libseccomp, a rule per syscall, compiling) costs milliseconds, and
 an engine gives every container the same default profile. So `prepare(spec, cache_dir)`
@@ -25,17 +21,10 @@ import os
 
 from berth.runtime import linux
 from berth.runtime.errors import ConfigError, SetupError
-from berth.runtime.linux import (
-    POINTER,
-    CCharP,
-    CInt,
-    CUInt,
-    CUInt64,
-    CVoidP,
-    Library,
-    Structure,
-    array_of,
-)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from berth.runtime.libseccomp import Filter
 
 # OCI action name -> libseccomp action value (seccomp.h SCMP_ACT_*, errno data not yet or'ed in)
 ACTIONS: dict[str, int] = {
@@ -76,26 +65,16 @@ ARCHES: dict[str, str] = {
     )
 }
 
-# enum scmp_filter_attr
-_ATTR_CTL_NNP = 3
-_ATTR_CTL_TSYNC = 4
-_ATTR_CTL_LOG = 6
-_ATTR_CTL_SSB = 7
-_ATTR_CTL_OPTIMIZE = 8
-_ATTR_API_SYSRAWRC = 9
-
-# OCI filter flag -> the libseccomp attribute that sets it
+# OCI filter flag -> the seccomp(2) flag (libseccomp sets the same from its attributes)
 FLAGS: dict[str, int] = {
-    "SECCOMP_FILTER_FLAG_TSYNC": _ATTR_CTL_TSYNC,
-    "SECCOMP_FILTER_FLAG_LOG": _ATTR_CTL_LOG,
-    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": _ATTR_CTL_SSB,
+    "SECCOMP_FILTER_FLAG_TSYNC": 1,
+    "SECCOMP_FILTER_FLAG_LOG": 2,
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4,
 }
 
-_NR_SCMP_ERROR = -1
 _MAX_ARGS = 6
 _U64 = 1 << 64
 _ERRNO_MAX = 0xFFFF  # SECCOMP_RET_DATA is 16 bits
-
 
 # --- validation -------------------------------------------------------------------------------
 
@@ -204,127 +183,6 @@ def validate(spec: dict, field: str = "linux.seccomp") -> None:
         _check_syscall(rule, f"{field}.syscalls[{i}]")
 
 
-# --- libseccomp -------------------------------------------------------------------------------
-
-
-class _ArgCmp(Structure):
-    """struct scmp_arg_cmp"""
-
-    _fields_ = [("arg", CUInt), ("op", CInt), ("datum_a", CUInt64), ("datum_b", CUInt64)]
-
-
-_lib_cache: Library | None = None
-
-
-def _lib() -> Library:
-    global _lib_cache
-    if _lib_cache is None:
-        try:
-            lib = Library("libseccomp.so.2")
-        except OSError as e:
-            raise SetupError(f"seccomp: cannot load libseccomp.so.2 ({e}); "
-                             "install libseccomp2 or remove linux.seccomp") from e
-        lib.seccomp_init.argtypes = [CUInt]
-        lib.seccomp_init.restype = CVoidP
-        lib.seccomp_release.argtypes = [CVoidP]
-        lib.seccomp_release.restype = None
-        lib.seccomp_arch_resolve_name.argtypes = [CCharP]
-        lib.seccomp_arch_resolve_name.restype = CUInt
-        lib.seccomp_arch_add.argtypes = [CVoidP, CUInt]
-        lib.seccomp_arch_add.restype = CInt
-        lib.seccomp_attr_set.argtypes = [CVoidP, CInt, CUInt]
-        lib.seccomp_attr_set.restype = CInt
-        lib.seccomp_syscall_resolve_name.argtypes = [CCharP]
-        lib.seccomp_syscall_resolve_name.restype = CInt
-        lib.seccomp_rule_add_array.argtypes = [CVoidP, CUInt, CInt,
-                                               CUInt, POINTER(_ArgCmp)]
-        lib.seccomp_rule_add_array.restype = CInt
-        lib.seccomp_load.argtypes = [CVoidP]
-        lib.seccomp_load.restype = CInt
-        _lib_cache = lib
-    return _lib_cache
-
-
-def _action_value(action: str, errno_ret: int | None) -> int:
-    value = ACTIONS[action]
-    if action in _ERRNO_ACTIONS:
-        value |= (_EPERM if errno_ret is None else errno_ret) & _ERRNO_MAX
-    return value
-
-
-class Filter:
-    """A built libseccomp context: load() it just before execve, or release() it."""
-
-    def __init__(self, ctx: int, lib: Library) -> None:
-        self._ctx: int | None = ctx
-        # bound now so that load() and release() look nothing up
-        self._seccomp_load = lib.seccomp_load
-        self._seccomp_release = lib.seccomp_release
-        self.skipped: list[str] = []  # syscall names libseccomp does not know
-
-    def load(self) -> None:
-        """Install the filter in the calling thread (all threads with TSYNC)."""
-        if self._ctx is None:
-            raise SetupError("seccomp: the filter was released before it was loaded")
-        rc = self._seccomp_load(self._ctx)
-        if rc < 0:
-            msg = f"seccomp: loading the filter failed: {os.strerror(-rc)}"
-            if -rc == 13:  # EACCES: neither no_new_privs nor CAP_SYS_ADMIN
-                msg += ("; set process.noNewPrivileges or load the filter while the process "
-                        "still has CAP_SYS_ADMIN")
-            raise SetupError(msg)
-
-    def release(self) -> None:
-        if self._ctx is not None:
-            ctx, self._ctx = self._ctx, None
-            self._seccomp_release(ctx)
-
-    def __del__(self) -> None:
-        if getattr(self, "_ctx", None) is not None:
-            self.release()
-
-
-def _set_attr(lib: Library, ctx: int, attr: int, value: int, what: str) -> None:
-    rc = lib.seccomp_attr_set(ctx, attr, value)
-    if rc < 0:
-        raise SetupError(f"seccomp: cannot set {what}: {os.strerror(-rc)}")
-
-
-def _add_rule(lib: Library, ctx: int, nr: int, action: int, conds: list[_ArgCmp],
-              name: str, field: str) -> None:
-    if conds:
-        arr = array_of(_ArgCmp, len(conds))(*conds)
-        rc = lib.seccomp_rule_add_array(ctx, action, nr, len(conds), arr)
-    else:
-        rc = lib.seccomp_rule_add_array(ctx, action, nr, 0, None)
-    if rc < 0:
-        raise SetupError(f"seccomp: cannot add the rule for syscall {name!r} ({field}): "
-                         f"{os.strerror(-rc)}")
-
-
-def _add_syscall_rules(lib: Library, filt: Filter, ctx: int, rule: dict, default: int,
-                       field: str) -> None:
-    action = _action_value(rule["action"], rule.get("errnoRet"))
-    if action == default:
-        return  # libseccomp rejects a rule that repeats the default action
-    conds = []
-    per_index = [0] * _MAX_ARGS
-    for arg in rule.get("args") or ():
-        per_index[arg["index"]] += 1
-        conds.append(_ArgCmp(arg["index"], OPS[arg["op"]], arg["value"],
-                             arg.get("valueTwo") or 0))
-    # runc: several conditions on one argument index are alternatives (one rule each);
-    # otherwise all conditions must hold together (one rule)
-    groups = [[c] for c in conds] if max(per_index) > 1 else [conds]
-    for name in rule["names"]:
-        nr = lib.seccomp_syscall_resolve_name(name.encode())
-        if nr == _NR_SCMP_ERROR:
-            filt.skipped.append(name)  # newer than this libseccomp: runc ignores it too
-            continue
-        for group in groups:
-            _add_rule(lib, ctx, nr, action, group, name, field)
-
-
 class BpfFilter:
     """A compiled program, from the cache: load() installs it as seccomp_load() would."""
 
@@ -348,9 +206,6 @@ class BpfFilter:
 
 # bumped whenever the way a profile becomes libseccomp rules changes (cached programs go)
 _CACHE_FORMAT = 1
-# seccomp(2) flags for the OCI flags (libseccomp sets the same for its attributes)
-_KERNEL_FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2,
-                 "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
 
 
 def prepare(spec: dict, field: str = "linux.seccomp",
@@ -359,7 +214,8 @@ def prepare(spec: dict, field: str = "linux.seccomp",
     before pivot_root, load() before execve."""
     validate(spec, field)
     if cache_dir is None:
-        return _build(spec, field)
+        from berth.runtime import libseccomp
+        return libseccomp.build(spec, field)
     from _sha256 import sha256  # built in (hashlib loads OpenSSL first)
 
     from berth.oci import jsonfast
@@ -368,26 +224,16 @@ def prepare(spec: dict, field: str = "linux.seccomp",
     cached = _read_cached(path)
     if cached is not None:
         return cached
-    filt = _build(spec, field)
+    from berth.runtime import libseccomp
+    filt = libseccomp.build(spec, field)
     try:
-        program = _export(filt)
+        program = libseccomp.export(filt)
     except OSError:
         return filt  # load it the usual way
-    flags = sum(_KERNEL_FLAGS[f] for f in spec.get("flags") or ())
+    flags = sum(FLAGS[f] for f in spec.get("flags") or ())
     _write_cached(path, program, flags, filt.skipped)
     filt.release()
     return BpfFilter(program, flags, filt.skipped)
-
-
-def _library_identity() -> str:
-    """`path mtime_ns size` of the libseccomp this process has loaded (from its maps)."""
-    with open("/proc/self/maps") as f:
-        for line in f:
-            if "libseccomp.so" in line:
-                path = line.split(None, 5)[5].strip()
-                st = os.stat(path)
-                return f"{path} {st.st_mtime_ns} {st.st_size}"
-    raise OSError(2, "libseccomp is not mapped")
 
 
 def _read_cached(path: str) -> BpfFilter | None:
@@ -408,7 +254,8 @@ def _read_cached(path: str) -> BpfFilter | None:
 def _write_cached(path: str, program: bytes, flags: int, skipped: list[str]) -> None:
     from berth.oci import jsonfast
     try:
-        head = jsonfast.dumps({"lib": _library_identity(), "flags": flags, "skipped": skipped})
+        from berth.runtime.libseccomp import library_identity
+        head = jsonfast.dumps({"lib": library_identity(), "flags": flags, "skipped": skipped})
         os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
         tmp = f"{path}.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -419,55 +266,3 @@ def _write_cached(path: str, program: bytes, flags: int, skipped: list[str]) -> 
         os.rename(tmp, path)
     except OSError:
         pass  # no cache this time (a read-only root, a user namespace's view of it)
-
-
-def _export(filt: Filter) -> bytes:
-    """The filter's BPF program, as seccomp_load() would install it."""
-    lib = _lib()
-    lib.seccomp_export_bpf.argtypes = [CVoidP, CInt]
-    fd = os.memfd_create("berth-seccomp", os.MFD_CLOEXEC)
-    try:
-        rc = lib.seccomp_export_bpf(filt._ctx, fd)
-        if rc < 0:
-            raise OSError(-rc, os.strerror(-rc))
-        os.lseek(fd, 0, os.SEEK_SET)
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def _build(spec: dict, field: str) -> Filter:
-    lib = _lib()
-    default = _action_value(spec["defaultAction"], spec.get("defaultErrnoRet"))
-    ctx = lib.seccomp_init(default)
-    if not ctx:
-        raise SetupError(f"seccomp: seccomp_init failed for default action "
-                         f"{spec['defaultAction']} (is it supported by this kernel?)")
-    filt = Filter(ctx, lib)
-    try:
-        _set_attr(lib, ctx, _ATTR_CTL_NNP, 0, "no_new_privs off")
-        # report the kernel's errno from seccomp_load (libseccomp >= 2.5); optional
-        lib.seccomp_attr_set(ctx, _ATTR_API_SYSRAWRC, 1)
-        for arch in spec.get("architectures") or ():
-            token = lib.seccomp_arch_resolve_name(ARCHES[arch].encode())
-            if token == 0:
-                raise SetupError(f"seccomp: architecture {arch} is not supported by this "
-                                 "libseccomp; upgrade libseccomp or remove it from "
-                                 f"{field}.architectures")
-            rc = lib.seccomp_arch_add(ctx, token)
-            if rc < 0 and rc != -17:  # EEXIST: the native architecture is always there
-                raise SetupError(f"seccomp: cannot add architecture {arch}: {os.strerror(-rc)}")
-        for flag in spec.get("flags") or ():
-            _set_attr(lib, ctx, FLAGS[flag], 1, flag)
-        syscalls = spec.get("syscalls") or ()
-        if len(syscalls) > 8:  # as runc: a binary tree is faster for long profiles; optional
-            lib.seccomp_attr_set(ctx, _ATTR_CTL_OPTIMIZE, 2)
-        for i, rule in enumerate(syscalls):
-            _add_syscall_rules(lib, filt, ctx, rule, default, f"{field}.syscalls[{i}]")
-    except BaseException:
-        filt.release()
-        raise
-    return filt

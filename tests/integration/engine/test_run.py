@@ -173,5 +173,6 @@ def test_run_imports_only_what_it_needs(berth, tmp_path: Path, network: str) -> 
     heavy = {"json", "re", "enum", "socket", "subprocess", "ipaddress", "hashlib", "shutil",
              "ctypes", "click", "dataclasses", "typing", "sqlite3", "datetime", "random",
              "secrets", "tempfile", "asyncio", "aiohttp", "berth.engine.supervisor",
-             "functools", "collections"}  # _sqlite3 would load them (berth.database)
+             "functools", "collections",  # _sqlite3 would load them (berth.database)
+             "berth.runtime.libseccomp"}  # a compiled seccomp program needs no libseccomp
     assert set(mods.split()) & heavy == set()

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import pytest
 
-from berth.runtime import linux, seccomp
+from berth.runtime import libseccomp, linux, seccomp
 from berth.runtime.errors import ConfigError, SetupError
 from tests.unit.runtime.child import in_child
 
@@ -198,7 +198,7 @@ class _FailingRules:
 
 def test_a_rule_libseccomp_rejects_is_a_setup_error_naming_syscall_and_rule(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(seccomp, "_lib_cache", _FailingRules(seccomp._lib()))
+    monkeypatch.setattr(libseccomp, "_lib_cache", _FailingRules(libseccomp._lib()))
     with pytest.raises(SetupError) as e:
         seccomp.prepare({"defaultAction": "SCMP_ACT_ALLOW",
                          "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]})
@@ -405,7 +405,7 @@ def _prepared_in_fresh_process(cache: str) -> str:
     does once loaded (in a child with no_new_privs)."""
     return _fresh(f"""
 import errno, os
-from berth.runtime import linux, seccomp
+from berth.runtime import libseccomp, linux, seccomp
 filt = seccomp.prepare({_DENY!r}, cache_dir={cache!r})
 mapped = "libseccomp" in open("/proc/self/maps").read()
 pid = os.fork()
