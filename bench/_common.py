@@ -12,6 +12,20 @@ BERTH = str(Path(sys.executable).parent / "berth")
 IMAGE = "bench:1"  # podman sees it as localhost/bench:1
 
 
+def require_fresh_frozen() -> None:
+    """berth run loads its modules from one file only while that file matches the sources
+    (src/berth/frozen.py): a bench after an edit without `make frozen` would time plain
+    imports, ~3-5 ms more, without a word."""
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    p = subprocess.run(["/usr/bin/python3", "-I", "-S", "-c",
+                        f"import sys; sys.path.insert(0, {src!r}); "
+                        "from berth.frozen import thaw; print(thaw())"],
+                       capture_output=True, text=True)
+    if p.stdout.strip() != "True":
+        raise SystemExit("berth run's frozen modules are missing or stale: run `make frozen` "
+                         "first")
+
+
 def engines(work: Path) -> tuple[dict[str, str], list[str]]:
     """(the environment berth runs with, the podman command prefix), both under `work`."""
     env = dict(os.environ, BERTH_ROOT=str(work / "berth"), BERTH_RUNTIME_ROOT=str(work / "rt"))

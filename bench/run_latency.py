@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import BERTH, cleanup, engines, load_image
+from _common import BERTH, cleanup, engines, load_image, require_fresh_frozen
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,6 +38,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--image", type=Path, default=REPO / "build/images/busybox")
     args = ap.parse_args()
+    require_fresh_frozen()
     work = Path(tempfile.mkdtemp(prefix="brl-", dir="/tmp"))
     env, podman = engines(work)
     berth = BERTH
