@@ -40,6 +40,10 @@ SCRIPT: list[tuple] = [
     (["run", "--rm", "--network", "none", "--entrypoint", "/bin/echo", "busybox", "hi"], "same"),
     (["run", "--rm", "--network", "none", "--read-only", "busybox", "touch", "/x"], "none"),
     (["run", "--rm", "--network", "none", "busybox", "nosuchcommand"], "none"),
+    (["run", "--rm", "--network", "none", "busybox", "/etc"], "none"),  # 126, not 127
+    (["run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo $HOME"], "same"),
+    (["run", "--rm", "--network", "none", "-u", "nobody", "busybox", "sh", "-c", "echo $HOME"],
+     "same"),
     (["run", "--rm", "--network", "none", "-h", "boxname", "busybox", "hostname"], "same"),
     # the default seccomp profile, lifted by a capability, or none
     *((["run", "--rm", "--network", "none", *opts, "busybox", "sh", "-c",
@@ -51,6 +55,10 @@ SCRIPT: list[tuple] = [
     (["ps", "--format", "{{.Names}} {{.Image}} {{.Command}}"], "same"),
     (["exec", "compat1", "cat", "/proc/1/comm"], "same"),
     (["exec", "compat1", "sh", "-c", "exit 5"], "same"),
+    (["pause", "compat1"], "same"),
+    (["ps", "--format", "{{.Names}} {{.State}}"], "same"),
+    (["unpause", "compat1"], "same"),
+    (["inspect", "nosuchthing"], "same"),  # [] and an error, exit 1
     (["logs", "compat1"], "empty"),
     (["inspect", "-f", "{{.State.Running}} {{.Name}} {{.Path}}", "compat1"], "same"),
     (["stop", "-t", "1", "compat1"], "same"),

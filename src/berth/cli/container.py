@@ -165,7 +165,8 @@ def ps(all_: bool, quiet: bool, no_trunc: bool, fmt: str | None,
                          "%Y-%m-%d %H:%M:%S %z", time.localtime(c["created"])),
                      "RunningFor": human_age(c["created"]), "Status": _status(c),
                      "Ports": ", ".join(_ports_of(c)), "Names": c["name"],
-                     "State": c["status"]})
+                     "State": "paused" if c.get("paused") and c["status"] == "running"
+                     else c["status"]})
     if quiet:
         click.echo("".join(r["ID"] + "\n" for r in rows), nl=False)
     elif fmt:
@@ -330,8 +331,9 @@ def inspect(fmt: str | None, kind: str | None, refs: tuple[str, ...]) -> None:
     from berth.cli.image import inspect_image
     from berth.engine import containers
     from berth.engine.errors import ContainerNotFound
+    from berth.images.errors import ImageNotFound
     state, store = _engine()
-    docs = []
+    docs, missing = [], []
     for ref in refs:
         doc = None
         if kind in (None, "container"):
@@ -339,14 +341,23 @@ def inspect(fmt: str | None, kind: str | None, refs: tuple[str, ...]) -> None:
                 doc = containers.inspect(state, store, ref)
             except ContainerNotFound:
                 if kind == "container":
-                    raise
+                    missing.append(ref)
+                    continue
         if doc is None:
-            doc = inspect_image(store, store.resolve(ref))
+            try:
+                doc = inspect_image(store, store.resolve(ref))
+            except ImageNotFound:
+                missing.append(ref)
+                continue
         docs.append(doc)
     if fmt:
         click.echo(render(fmt, docs), nl=False)
     else:
         click.echo(json.dumps(docs, indent=4))
+    for ref in missing:  # as docker: what was found, then an error for each of the rest
+        click.echo(f"Error: No such object: {ref}", err=True)
+    if missing:
+        sys.exit(1)
 
 
 @click.command("pause")

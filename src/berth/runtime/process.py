@@ -24,6 +24,19 @@ if TYPE_CHECKING:
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+def _home(uid: int) -> str:
+    """The home directory of `uid` in the (container's) /etc/passwd, "/" without one."""
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                fields = line.split(":")
+                if len(fields) > 5 and fields[2] == str(uid):
+                    return fields[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
 def env_dict(env: list[str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for e in env or ():
@@ -54,7 +67,11 @@ class ProcessPlan:
             self.resource = resource
 
     def lookup(self) -> str:
-        """Find args[0] the way execvp does, in the container's filesystem and PATH."""
+        """Find args[0] the way execvp does, in the container's filesystem and PATH; and, as
+        runc does, give the process a HOME (its user's, from /etc/passwd, else /) when its
+        environment has none."""
+        if "HOME" not in self.env:
+            self.env["HOME"] = _home((self.proc.get("user") or {}).get("uid", 0))
         prog = self.proc["args"][0]
         if "/" in prog:
             cands = [prog if prog.startswith("/") else os.path.join(self.proc["cwd"], prog)]
@@ -66,6 +83,8 @@ class ProcessPlan:
                 self.path = c
                 return c
         if "/" in prog:
+            if os.path.exists(cands[0]):  # a directory, or not executable: runc's 126
+                raise SetupError(f"exec: {prog!r}: permission denied")
             raise SetupError(f"exec: {prog!r}: no such executable file")
         raise SetupError(f"exec: {prog!r}: executable file not found in $PATH")
 

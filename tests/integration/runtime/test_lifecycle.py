@@ -206,7 +206,8 @@ def test_runc_and_berth_agree(runtime, bundle, tmp_path: Path) -> None:
     """The same bundle under runc and under berth-runtime: same output from inside."""
     from tests.conftest import Runtime
 
-    script = ("hostname; id; grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; "
+    script = ("hostname; id; echo home=$HOME; grep -E '^(CapEff|CapBnd|NoNewPrivs)' "
+              "/proc/self/status; "
               "ls /dev | sort | tr '\\n' ' '; echo; ls /proc/self/fd | wc -l; "
               "cat /proc/self/mountinfo | cut -d' ' -f5 | tr '\\n' ' '")
     bundle.with_args("sh", "-c", script)
@@ -217,7 +218,7 @@ def test_runc_and_berth_agree(runtime, bundle, tmp_path: Path) -> None:
     finally:
         runc.cleanup()
     ours = runtime("run", "--bundle", path, "cmp-berth").stdout
-    assert ours == theirs
+    assert ours == theirs and "home=/root\n" in ours  # HOME from /etc/passwd, as runc
 
 
 @pytest.mark.parametrize("mutate, field", [
