@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 RUN = (
     "berth.cli.main", "berth.cli.run", "berth.engine.errors", "berth.engine.names",
     "berth.engine.spec", "berth.engine.state", "berth.engine.containers", "berth.database",
-    "berth.engine.seccomp_profile", "berth.runtime.seccomp",
+    "berth.engine.seccomp_profile", "berth.runtime.seccomp", "berth.engine.foreground",
+    "berth.engine.jsonlog",
     "berth.oci.jsonfast", "berth.oci.errors", "berth.oci.runtime_config", "berth.oci.image",
     "berth.runtime.argv", "berth.runtime.errors", "berth.runtime.linux",
     "berth.runtime.capabilities", "berth.runtime.process", "berth.runtime.mounts",

@@ -41,6 +41,12 @@ SCRIPT: list[tuple] = [
     (["run", "--rm", "--network", "none", "--read-only", "busybox", "touch", "/x"], "none"),
     (["run", "--rm", "--network", "none", "busybox", "nosuchcommand"], "none"),
     (["run", "--rm", "--network", "none", "busybox", "/etc"], "none"),  # 126, not 127
+    (["run", "--rm", "--network", "none", "busybox", "cat"], "same", "hi\n"),  # no -i: nothing
+    (["run", "--rm", "--network", "none", "-i", "busybox", "cat"], "same", "hi\n"),
+    (["run", "--name", "compat8", "--network", "none", "busybox", "sh", "-c",
+      "echo out; echo err >&2; exit 4"], "same"),
+    (["logs", "compat8"], "same"),  # a foreground run is logged too
+    (["rm", "compat8"], "same"),
     (["run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo $HOME"], "same"),
     (["run", "--rm", "--network", "none", "-u", "nobody", "busybox", "sh", "-c", "echo $HOME"],
      "same"),

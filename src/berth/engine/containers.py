@@ -240,17 +240,23 @@ def run_foreground(state: State, store: Store, cid: str, remove: bool = False) -
     bundle, config = prepare_bundle(state, store, c)
     rts = runtime_store()
     console = None
+    stdio = None
     try:
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
         if os.path.isdir(rts.dir(cid)):
             rt_delete(rts, cid, force=True)  # a leftover of a crashed run
         if spec.tty:
             console = console_socket()
+        else:  # a container that stays logs its run, as docker's (not a --rm one)
+            from berth.engine.foreground import ForegroundStdio
+            stdio = ForegroundStdio(spec.interactive, None if remove else
+                                    os.path.join(state.dir(cid), "json.log"))
         def running(pid: int) -> None:
             state.update(cid, status="running", pid=pid, started=time.time(), exit_code=None,
                          finished=None)
         pid = create_and_start(rts, cid, bundle, console_socket=console.path if console else None,
-                               forward=True, between=plug_network(state, cid), started=running,
+                               stdio=stdio.child if stdio else None, forward=True,
+                               between=plug_network(state, cid), started=running,
                                config=config)
         if console is not None:
             from berth.engine.tty import proxy
@@ -259,10 +265,18 @@ def run_foreground(state: State, store: Store, cid: str, remove: bool = False) -
             master = console.master()
             console.close()
             proxy(master, spec.interactive)
+        if stdio is not None:
+            stdio.started()
+            from berth.runtime.run import long_wait
+            long_wait()
+            stdio.copy()
+            stdio.close()
         code = wait_for(pid)
         if not remove:
             rt_delete(rts, cid, force=True)
     except BaseException:
+        if stdio is not None:
+            stdio.close()
         if console is not None:
             console.close()
         state.update(cid, status="exited", pid=0, exit_code=125, finished=time.time())

@@ -24,12 +24,12 @@ keep up with the output is dropped.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import selectors
 import socket
 import struct
-import time
+
+from berth.engine.jsonlog import LogStream
 
 HEADER = struct.Struct(">BxxxI")
 OUT, ERR, EXIT = 1, 2, 3  # supervisor -> client
@@ -52,39 +52,6 @@ def frames(buf: bytearray) -> list[tuple[int, bytes]]:
         out.append((kind, bytes(buf[HEADER.size:HEADER.size + size])))
         del buf[:HEADER.size + size]
     return out
-
-
-def now() -> str:
-    t = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + \
-        f".{t % 10**9:09d}Z"
-
-
-class LogStream:
-    """One output stream, copied line by line into the container's json.log."""
-
-    def __init__(self, name: str, log: int) -> None:
-        self.name, self.log = name, log
-        self.buf = b""
-
-    def feed(self, data: bytes) -> None:
-        self.buf += data
-        while b"\n" in self.buf or len(self.buf) >= 16384:
-            if b"\n" in self.buf[:16384]:
-                line, _, self.buf = self.buf.partition(b"\n")
-                line += b"\n"
-            else:
-                line, self.buf = self.buf[:16384], self.buf[16384:]
-            self._write(line)
-
-    def flush(self) -> None:
-        if self.buf:
-            self._write(self.buf)
-            self.buf = b""
-
-    def _write(self, line: bytes) -> None:
-        rec = {"log": line.decode("utf-8", "replace"), "stream": self.name, "time": now()}
-        os.write(self.log, (json.dumps(rec) + "\n").encode())
 
 
 class _Client:

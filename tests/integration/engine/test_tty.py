@@ -74,6 +74,26 @@ def test_run_it_detach_keys_of_ones_own(berth, tmp_path: Path) -> None:  # noqa:
     berth("rm", "-f", "own")
 
 
+def test_a_foreground_container_never_gets_the_users_terminal(berth, tmp_path: Path) -> None:  # noqa: F811
+    """Without -t the container sees pipes (a process holding the user's terminal could push
+    keystrokes into it, TIOCSTI), as with docker: its output still reaches the terminal,
+    and -i copies what is typed, to the end of input (ctrl-D)."""
+    from tests.integration.engine.test_attach import Terminal
+    script = "[ -t 0 ] || echo in-pipe; [ -t 1 ] || echo out-pipe; [ -t 2 ] || echo err-pipe"
+    t = Terminal(["run", "--rm", "--network", "none", "busybox", "sh", "-c", script],
+                 env_for(tmp_path))
+    assert t.wait() == 0
+    assert b"in-pipe" in t.screen and b"out-pipe" in t.screen and b"err-pipe" in t.screen
+    t = Terminal(["run", "-i", "--name", "typed", "--network", "none", "busybox", "sh", "-c",
+                  "cat; echo got-eof"], env_for(tmp_path))
+    time.sleep(1)
+    t.type(b"typed-line\n")
+    t.expect(b"typed-line\r\n" * 2)  # the terminal's echo, then cat's
+    t.type(b"\x04")  # end of input
+    assert t.wait() == 0 and b"got-eof" in t.screen
+    assert berth("logs", "typed").stdout == "typed-line\ngot-eof\n"
+
+
 def test_exec_it_joins_a_running_container(berth, tmp_path: Path) -> None:  # noqa: F811
     berth("run", "-d", "--name", "t1", "busybox", "sleep", "60")
     code, screen = drive(["exec", "-it", "t1", "sh"], env_for(tmp_path),
