@@ -32,7 +32,8 @@ class ForegroundStdio:
             stdin = 0
         outs = []
         for fd, name in ((1, "stdout"), (2, "stderr")):
-            if self._log is None and not os.isatty(fd):
+            # (while input is relayed, the outputs' end is what says the container is gone)
+            if self._log is None and self._input is None and not os.isatty(fd):
                 outs.append(fd)
                 continue
             r, w = self._pipe()

@@ -92,6 +92,16 @@ def test_a_foreground_container_never_gets_the_users_terminal(berth, tmp_path: P
     t.type(b"\x04")  # end of input
     assert t.wait() == 0 and b"got-eof" in t.screen
     assert berth("logs", "typed").stdout == "typed-line\ngot-eof\n"
+    # typed input while both outputs go to a file (--rm: nothing to log): still relayed,
+    # and the run still ends with the container
+    out = tmp_path / "out"
+    t = Terminal(["-c", f"exec {BERTH} run -i --rm --network none busybox cat >{out} 2>&1"],
+                 env_for(tmp_path), program="/bin/sh")
+    time.sleep(1)
+    t.type(b"to-a-file\n")
+    time.sleep(0.3)
+    t.type(b"\x04")
+    assert t.wait() == 0 and out.read_text() == "to-a-file\n"
 
 
 def test_exec_it_joins_a_running_container(berth, tmp_path: Path) -> None:  # noqa: F811
