@@ -209,7 +209,7 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
                 raise SetupError(msg[4:])
             if msg == "USERNS":
                 _write_id_maps(pid1, lcfg)
-                ch.send("OK")
+                ch.answer("OK")
             elif msg.startswith("PID"):
                 if alone:
                     pid = pid1  # init itself
@@ -222,7 +222,7 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
                 if oom is not None:
                     from berth.runtime.process import set_oom_score_adj
                     set_oom_score_adj(pid, oom)
-                ch.send("OK")  # record init while it goes on
+                ch.answer("OK")  # record init while it goes on
                 ps = proc_stat(pid)
                 st["starttime"] = ps[1] if ps else 0
                 store.save(cid, st)
@@ -232,7 +232,7 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
                     from berth.runtime import hooks
                     hs = hook_state(cid, "creating", pid, bundle, config)
                     hooks.run("createRuntime", h["createRuntime"], hs)
-                ch.send("OK")
+                ch.answer("OK")
             elif msg == "READY":
                 st["status"] = "created"
                 if record:

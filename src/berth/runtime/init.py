@@ -42,6 +42,14 @@ class Channel:
     def send(self, msg: str) -> None:
         os.write(self.wfd, msg.encode() + b"\n")
 
+    def answer(self, msg: str) -> None:
+        """The runtime's reply to init; if init has died already, nothing: why it died is
+        the next thing recv() reads (its ERR line), or the end of the channel."""
+        try:
+            self.send(msg)
+        except BrokenPipeError:
+            pass
+
     def recv(self) -> str | None:
         while b"\n" not in self.buf:
             chunk = os.read(self.rfd, 4096)
