@@ -198,7 +198,8 @@ def _spawn(config, bundle, rootfs, state_dir, cg, console_socket, preserve_fds,
     pid = 0
     try:
         lcfg = config.get("linux") or {}
-        # limits are written while the children set up namespaces and the rootfs
+        # limits are written while the children set up namespaces and mounts; init waits
+        # for the OK below (after PID) before it makes device nodes, which they govern
         cg.apply(lcfg.get("resources"))
         _apply_device_rules(cg, lcfg)
         while True:

@@ -217,6 +217,9 @@ def stage2(a: InitArgs, ch: Channel) -> None:
         fs.prepare_root()
     fs.mount_all()
     terminal = bool((cfg.get("process") or {}).get("terminal"))
+    # the runtime has recorded our pid (and set oomScoreAdj) and written the cgroup's
+    # limits, device rules among them: mknod below is checked against those rules
+    ch.expect_ok()
     fs.create_devices()
     cwd = (cfg.get("process") or {}).get("cwd") or "/"
     from berth.runtime.mounts import secure_join
@@ -229,7 +232,6 @@ def stage2(a: InitArgs, ch: Channel) -> None:
     console = None
     if terminal:
         console = _connect_console(a.console_socket)
-    ch.expect_ok()  # the parent has recorded our pid (and set oomScoreAdj)
     ch.send("HOOKS")
     ch.expect_ok()
     hook_cfg = cfg.get("hooks") or {}
