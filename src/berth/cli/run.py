@@ -206,10 +206,11 @@ def run(kw: dict) -> int:
     from berth.runtime.errors import RuntimeFailure
 
     spec = make_spec(kw)
-    attached = bool(kw["interactive"] and kw["tty"] and not kw["detach"])
-    if attached:  # bad detach keys fail before anything is made
-        from berth.engine.attach import parse_detach_keys
-        parse_detach_keys(kw.get("detach_keys") or "ctrl-p,ctrl-q")
+    keys = None  # run -it's detach keys: it attaches (see run_attached)
+    if kw["interactive"] and kw["tty"] and not kw["detach"]:
+        from berth.engine.attach import DEFAULT_DETACH_KEYS, parse_detach_keys
+        keys = kw.get("detach_keys") or DEFAULT_DETACH_KEYS
+        parse_detach_keys(keys)  # bad keys fail before anything is made
     state, store = engine()
     pull_if_missing(store, spec.image, str(kw["pull_policy"]))
     cid = containers.create(state, store, spec)
@@ -226,9 +227,8 @@ def run(kw: dict) -> int:
             raise
         sys.stdout.write(cid + "\n")
         return 0
-    if attached:
-        return run_attached(state, cid, kw.get("detach_keys") or "ctrl-p,ctrl-q",
-                            kw["remove"])
+    if keys is not None:
+        return run_attached(state, cid, keys, kw["remove"])
     removed = False
     try:
         code = containers.run_foreground(state, store, cid, remove=kw["remove"])

@@ -21,6 +21,7 @@ import socket
 import struct
 
 from berth.engine.errors import EngineError, InvalidOption
+from berth.engine.foreground import write_all
 from berth.engine.stdio import EOF, ERR, EXIT, INPUT, WINSIZE, frame, frames
 
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
@@ -150,7 +151,7 @@ def attach(root: str, cid: str, *, stdin: bool = True, start: bool = False,
                     for kind, payload in frames(buf):
                         if kind == EXIT:
                             return int(struct.unpack(">i", payload)[0])
-                        _write(err_fd if kind == ERR else out_fd, payload)
+                        write_all(err_fd if kind == ERR else out_fd, payload)
                 if sending and in_fd in ready:
                     data = os.read(in_fd, 65536)
                     if not data:
@@ -166,9 +167,3 @@ def attach(root: str, cid: str, *, stdin: bool = True, start: bool = False,
         sock.close()
         if old_winch is not None:
             signal.signal(signal.SIGWINCH, old_winch)
-
-
-def _write(fd: int, data: bytes) -> None:
-    while data:
-        n = os.write(fd, data)
-        data = data[n:]

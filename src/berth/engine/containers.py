@@ -231,7 +231,7 @@ def run_foreground(state: State, store: Store, cid: str, remove: bool = False) -
     With `remove` (run --rm), delete it once it has exited, anonymous volumes included."""
     from berth.runtime import linux
     from berth.runtime.delete import delete as rt_delete
-    from berth.runtime.run import create_and_start, wait_for
+    from berth.runtime.run import create_and_start, long_wait, wait_for
 
     c = state.get(cid)
     if c["status"] == "running":
@@ -258,17 +258,15 @@ def run_foreground(state: State, store: Store, cid: str, remove: bool = False) -
                                stdio=stdio.child if stdio else None, forward=True,
                                between=plug_network(state, cid), started=running,
                                config=config)
+        if console is not None or (stdio is not None and stdio.relays):
+            long_wait()  # copies for as long as the container runs (wait_for's wait after)
         if console is not None:
             from berth.engine.tty import proxy
-            from berth.runtime.run import long_wait
-            long_wait()  # the terminal's traffic, for as long as the container runs
             master = console.master()
             console.close()
             proxy(master, spec.interactive)
         if stdio is not None:
             stdio.started()
-            from berth.runtime.run import long_wait
-            long_wait()
             stdio.copy()
             stdio.close()
         code = wait_for(pid)

@@ -53,6 +53,11 @@ class ForegroundStdio:
         self._mine += [r, w]
         return r, w
 
+    @property
+    def relays(self) -> bool:
+        """Does the container's output pass through this process (copy() then waits)?"""
+        return bool(self._copies)
+
     def started(self) -> None:
         """The container has its ends: close ours of them (its output ends with it)."""
         for fd in self._theirs:
@@ -90,7 +95,7 @@ class ForegroundStdio:
                     del sources[fd]
                     continue
                 try:
-                    _write_all(dest, data)
+                    write_all(dest, data)
                 except OSError:  # our own output went away: the log goes on
                     pass
                 if log is not None:
@@ -102,7 +107,7 @@ class ForegroundStdio:
         try:
             data = os.read(ours, 65536)
             if data:
-                _write_all(pipe, data)
+                write_all(pipe, data)
                 return
         except OSError:  # the container closed its input: nothing more goes there
             pass
@@ -122,6 +127,7 @@ class ForegroundStdio:
             self._log = None
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until all of `data` is written (attach.py's copies use it too)."""
     while data:
         data = data[os.write(fd, data):]
